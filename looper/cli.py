@@ -1,0 +1,209 @@
+"""The `tutor` command line: the seed's flow (assistants, threads, ask, looper) on our store."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import signal
+import sys
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, ParamSpec, TypeVar
+
+import click
+from pydantic import ValidationError
+
+from looper.core import Tutor
+from looper.settings import MissingSetting, Settings
+from looper.sinks import ConsoleSink
+from looper.store import StoreError, open_store
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+class Failure(click.ClickException):
+    """One line on stderr and exit status 1."""
+
+    def show(self, file: Any = None) -> None:
+        click.echo(f"tutor: {self.format_message()}", err=True)
+
+
+def load_settings() -> Settings:
+    try:
+        return Settings()
+    except ValidationError as exc:
+        problem = exc.errors()[0]
+        name = str(problem["loc"][0]).upper() if problem["loc"] else "a setting"
+        raise Failure(f"{name} is invalid: {problem['msg']}") from exc
+
+
+def run_async(fn: Callable[P, Coroutine[Any, Any, R]]) -> Callable[P, R]:
+    """Run a coroutine command, turning the errors a user can fix into one line on stderr."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return asyncio.run(fn(*args, **kwargs))
+        except (StoreError, MissingSetting) as exc:
+            raise Failure(str(exc)) from exc
+
+    return wrapper
+
+
+async def with_tutor(settings: Settings, work: Callable[[Tutor], Awaitable[R]]) -> R:
+    store = await open_store(settings.tutor_database_url)
+    try:
+        return await work(Tutor(store, settings.tutor_model))
+    finally:
+        await store.close()
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.pass_context
+def main(ctx: click.Context) -> None:
+    """tutor: LLM tutors in Slack threads, and the engine behind them."""
+    ctx.obj = load_settings()
+
+
+@main.group()
+def assistant() -> None:
+    """Add and list assistants (personas)."""
+
+
+@assistant.command("ls")
+@click.pass_obj
+@run_async
+async def assistant_ls(settings: Settings) -> None:
+    """List assistants, oldest first."""
+    for a in await with_tutor(settings, lambda t: t.list_assistants()):
+        summary = " ".join(a.instructions.split())
+        click.echo(f"{a.id}\t{a.name}\t{a.model or '-'}\t{summary[:70]}")
+
+
+@assistant.command("add")
+@click.option("--name", help="Display name.")
+@click.option("--instructions", help="System prompt. Without options: the Physics Tutor.")
+@click.option("--model", help="Model for this assistant's new threads.")
+@click.pass_obj
+@run_async
+async def assistant_add(
+    settings: Settings, name: str | None, instructions: str | None, model: str | None
+) -> None:
+    """Add an assistant and print its id."""
+    added = await with_tutor(settings, lambda t: t.add_assistant(name, instructions, model))
+    click.echo(f"added assistant {added.name!r}", err=True)
+    click.echo(added.id)
+
+
+@main.group()
+def thread() -> None:
+    """Add and list threads (conversations)."""
+
+
+@thread.command("ls")
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(min=1))
+@click.pass_obj
+@run_async
+async def thread_ls(settings: Settings, limit: int) -> None:
+    """List threads, newest first."""
+    for t in await with_tutor(settings, lambda tutor: tutor.threads.newest(limit)):
+        state = f"\terror: {t.last_error}" if t.failed else ""
+        activity = t.last_activity.isoformat(timespec="seconds") if t.last_activity else "-"
+        click.echo(
+            f"{t.id}\t{t.assistant_id}\t{t.chat_completion_model}\t"
+            f"{t.message_count} messages\t{activity}{state}"
+        )
+
+
+@thread.command("add")
+@click.option("--assistant-id", required=True, help="The assistant that answers.")
+@click.option("--model", help="Chat completion model (default: the assistant's, or TUTOR_MODEL).")
+@click.pass_obj
+@run_async
+async def thread_add(settings: Settings, assistant_id: str, model: str | None) -> None:
+    """Add a thread and print its id."""
+    added = await with_tutor(settings, lambda t: t.add_thread(assistant_id, model))
+    click.echo(f"added thread with model {added.chat_completion_model}", err=True)
+    click.echo(added.id)
+
+
+@main.command()
+@click.argument("question")
+@click.option("--thread-id", help="Default: the most recently added thread.")
+@click.pass_obj
+@run_async
+async def ask(settings: Settings, question: str, thread_id: str | None) -> None:
+    """Append a user message; a running looper answers it."""
+    message = await with_tutor(settings, lambda t: t.ask(question, thread_id))
+    click.echo(f"asked in {message.thread_id} as message {message.id}")
+
+
+@main.command()
+@click.option("--thread-id", help="Default: the most recently added thread.")
+@click.pass_obj
+@run_async
+async def messages(settings: Settings, thread_id: str | None) -> None:
+    """Print a thread's messages, oldest first."""
+
+    async def read(tutor: Tutor) -> None:
+        thread = await (tutor.threads.get(thread_id) if thread_id else tutor.threads.latest())
+        for message in await tutor.messages(thread.id):
+            click.echo(f"{message.role}: {message.content}")
+        if thread.failed:
+            click.echo(f"(not answered: {thread.last_error} `tutor retry` asks again)", err=True)
+
+    await with_tutor(settings, read)
+
+
+@main.command()
+@click.option("--thread-id", help="Default: the most recently added thread.")
+@click.pass_obj
+@run_async
+async def retry(settings: Settings, thread_id: str | None) -> None:
+    """Ask again what could not be answered."""
+
+    async def again(tutor: Tutor) -> bool:
+        thread = await (tutor.threads.get(thread_id) if thread_id else tutor.threads.latest())
+        return await tutor.retry(thread.id)
+
+    if not await with_tutor(settings, again):
+        raise Failure("nothing to retry: no question in that thread failed")
+    click.echo("the looper will answer it again")
+
+
+@main.command()
+@click.option("-v", "--verbose", is_flag=True, help="Log what the looper does.")
+@click.pass_obj
+@run_async
+async def looper(settings: Settings, verbose: bool) -> None:
+    """Answer pending questions, printing each completion. Ctrl-C or SIGTERM stops it."""
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    from looper.loop import Looper  # imports openai: only the looper pays for it
+
+    key = settings.require_openai_key()
+    store = await open_store(settings.tutor_database_url)
+    try:
+        worker = Looper.from_settings(settings, store, key, ConsoleSink())
+        stop_on_signals(worker.stop)
+        click.echo(
+            f"looper {worker.owner} on {settings.tutor_database_url} "
+            f"(concurrency {worker.concurrency})",
+            err=True,
+        )
+        await worker.run()
+    finally:
+        await store.close()
+
+
+def stop_on_signals(stop: Callable[[], None]) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

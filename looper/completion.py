@@ -1,0 +1,187 @@
+"""One answer from OpenAI chat completions: streamed, retried, and failures put in words."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from typing import Any, Protocol, cast
+
+import openai
+
+from looper.context import Chat, ContextTooLarge, drop_older_half, fit
+from looper.tokens import TokenCounter, context_window
+
+MAX_RETRY_AFTER = 60.0
+MAX_BACKOFF = 30.0
+CONTEXT_ERROR_WORDS = ("context length", "context size", "context window", "too many tokens")
+
+
+class CompletionFailed(Exception):
+    """No answer could be produced; the message is written for the person who asked."""
+
+
+class DeltaTarget(Protocol):
+    """Where streamed text goes while an answer is being written."""
+
+    async def append(self, delta: str) -> None: ...
+
+    async def restart(self) -> None:
+        """Forget the text appended so far: the answer is being written again."""
+
+
+def make_client(api_key: str, base_url: str | None, timeout: float) -> openai.AsyncOpenAI:
+    # Retries are ours (below): they also cover streams dropped half-way, which the client
+    # does not retry, and they end in a message for the asker rather than an exception.
+    return openai.AsyncOpenAI(
+        api_key=api_key, base_url=base_url or None, max_retries=0, timeout=timeout
+    )
+
+
+def is_context_error(error: openai.BadRequestError) -> bool:
+    body = error.body if isinstance(error.body, dict) else {}
+    code, kind = body.get("code"), body.get("type")
+    if code == "context_length_exceeded" or kind == "exceed_context_size_error":
+        return True
+    return any(words in str(error.message).lower() for words in CONTEXT_ERROR_WORDS)
+
+
+def is_transient(error: Exception) -> bool:
+    if isinstance(error, openai.RateLimitError):
+        return error.code != "insufficient_quota"
+    if isinstance(error, openai.APIStatusError):
+        return error.status_code in (408, 409) or error.status_code >= 500
+    return isinstance(error, openai.APIConnectionError)  # includes timeouts and dropped streams
+
+
+def retry_after(error: Exception) -> float | None:
+    """The server's own wait (`retry-after-ms` or `Retry-After` seconds), capped."""
+    if not isinstance(error, openai.APIStatusError):
+        return None
+    headers = error.response.headers
+    for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
+        value = headers.get(name)
+        if not value:
+            continue
+        try:
+            return min(float(value) * scale, MAX_RETRY_AFTER)
+        except ValueError:
+            continue  # an HTTP date: fall back to our own backoff
+    return None
+
+
+def explain(error: Exception, model: str) -> str:
+    """One sentence for the asker about a failure that retrying will not fix."""
+    if isinstance(error, openai.NotFoundError):
+        return (
+            f"The model `{model}` is retired or unknown at this OpenAI endpoint. "
+            "Ask an admin to pick a current model (TUTOR_MODEL, or a thread's --model)."
+        )
+    if isinstance(error, openai.AuthenticationError):
+        return "OpenAI rejected the API key (401). Ask an admin to check OPENAI_API_KEY."
+    if isinstance(error, openai.PermissionDeniedError):
+        return f"This OpenAI key may not use the model `{model}` (403)."
+    if isinstance(error, openai.RateLimitError):
+        return "The OpenAI account is out of quota. Ask an admin to check billing."
+    if isinstance(error, openai.APIStatusError):
+        return f"OpenAI refused the request ({error.status_code}): {error.message}"
+    return f"OpenAI failed: {error}"
+
+
+class Completer:
+    """Streams one chat completion into a DeltaTarget, with retries and context trimming."""
+
+    def __init__(
+        self,
+        client: openai.AsyncOpenAI,
+        max_completion_tokens: int = 4096,
+        attempts: int = 4,
+        base_delay: float = 0.5,
+        context_tokens: int = 0,
+    ) -> None:
+        self.client = client
+        self.max_completion_tokens = max_completion_tokens
+        self.attempts = attempts
+        self.base_delay = base_delay
+        self.context_tokens = context_tokens
+
+    def prompt_budget(self, model: str) -> int:
+        window = self.context_tokens or context_window(model)
+        budget = window - self.max_completion_tokens
+        return budget if budget > 0 else window // 2
+
+    async def complete(self, model: str, chat: Chat, target: DeltaTarget) -> str:
+        try:
+            chat = fit(chat, self.prompt_budget(model), TokenCounter(model))
+        except ContextTooLarge as exc:
+            raise CompletionFailed(f"Your message is too long: {exc}.") from exc
+        failures = 0
+        while True:
+            try:
+                return await self._stream(model, chat, target)
+            except openai.BadRequestError as exc:
+                if not is_context_error(exc):
+                    raise CompletionFailed(explain(exc, model)) from exc
+                shorter = drop_older_half(chat)
+                if shorter is None:
+                    raise CompletionFailed(
+                        "Your message is too long for the model's context window."
+                    ) from exc
+                chat = shorter
+            except openai.APIError as exc:
+                if not is_transient(exc):
+                    raise CompletionFailed(explain(exc, model)) from exc
+                failures += 1
+                if failures >= self.attempts:
+                    raise CompletionFailed(
+                        f"OpenAI did not answer after {failures} tries ({describe(exc)}). "
+                        "Your question is saved: retry in a moment."
+                    ) from exc
+                await asyncio.sleep(self.backoff(failures, exc))
+            await target.restart()
+
+    def backoff(self, failures: int, error: Exception) -> float:
+        server_says = retry_after(error)
+        if server_says is not None:
+            return server_says
+        delay = min(self.base_delay * 2 ** (failures - 1), MAX_BACKOFF)
+        return float(delay * random.uniform(0.75, 1.25))
+
+    async def _stream(self, model: str, chat: Chat, target: DeltaTarget) -> str:
+        stream = await self.client.chat.completions.create(
+            model=model,
+            messages=cast(Any, chat),
+            stream=True,
+            max_completion_tokens=self.max_completion_tokens,
+        )
+        parts: list[str] = []
+        finish: str | None = None
+        async with stream:
+            async for chunk in stream:
+                if not chunk.choices:
+                    continue
+                choice = chunk.choices[0]
+                finish = choice.finish_reason or finish
+                if choice.delta.content:
+                    parts.append(choice.delta.content)
+                    await target.append(choice.delta.content)
+        text = "".join(parts)
+        if not text.strip():
+            raise CompletionFailed(empty_answer(finish))
+        return text
+
+
+def describe(error: Exception) -> str:
+    if isinstance(error, openai.APIStatusError):
+        return f"last error: HTTP {error.status_code}"
+    if isinstance(error, openai.APITimeoutError):
+        return "last error: timed out"
+    return "last error: connection lost"
+
+
+def empty_answer(finish: str | None) -> str:
+    if finish == "length":
+        return (
+            "The model used its whole token budget without writing an answer. "
+            "Ask an admin to raise TUTOR_MAX_COMPLETION_TOKENS."
+        )
+    return "The model returned an empty answer. Try rephrasing the question."

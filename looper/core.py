@@ -1,0 +1,82 @@
+"""Core operations: what every front end (CLI, Slack) does to the store."""
+
+from __future__ import annotations
+
+from looper.models import BaseAssistant, ChatCompletionPhysicsTutor, ChatCompletionThread, Message
+from looper.store import Store, StoreError
+from looper.tracker import ThreadTracker
+
+
+class InvalidInput(StoreError):
+    """Input a user must correct; the message says how."""
+
+
+class Tutor:
+    """Add and list assistants and threads, ask questions, read conversations."""
+
+    def __init__(self, store: Store, default_model: str) -> None:
+        self.store = store
+        self.default_model = default_model
+        self.threads = ThreadTracker(store)
+
+    async def add_assistant(
+        self, name: str | None = None, instructions: str | None = None, model: str | None = None
+    ) -> BaseAssistant:
+        """Add an assistant; with no name and no instructions, the built-in Physics Tutor."""
+        if name is None and instructions is None:
+            assistant: BaseAssistant = ChatCompletionPhysicsTutor(model=model)
+        else:
+            if not (instructions or "").strip():
+                raise InvalidInput("an assistant needs instructions (its system prompt)")
+            assistant = BaseAssistant(
+                name=(name or "Assistant").strip(), instructions=instructions or "", model=model
+            )
+        if model is not None and not model.strip():
+            raise InvalidInput("the model name is empty")
+        return await self.store.add_assistant(assistant)
+
+    async def list_assistants(self) -> list[BaseAssistant]:
+        return await self.store.list_assistants()
+
+    async def add_thread(
+        self,
+        assistant_id: str,
+        model: str | None = None,
+        metadata: dict[str, str] | None = None,
+    ) -> ChatCompletionThread:
+        if model is not None and not model.strip():
+            raise InvalidInput("the model name is empty")
+        assistant = await self.store.get_assistant(assistant_id)
+        thread = ChatCompletionThread(
+            assistant_id=assistant.id,
+            chat_completion_model=model or assistant.model or self.default_model,
+            metadata=metadata or {},
+        )
+        return await self.store.add_thread(thread)
+
+    async def ask(
+        self,
+        content: str,
+        thread_id: str | None = None,
+        metadata: dict[str, str] | None = None,
+        external_id: str | None = None,
+    ) -> Message:
+        """Append a user message (to the latest thread when no id is given)."""
+        if not content.strip():
+            raise InvalidInput("the question is empty")
+        thread = await self._thread(thread_id)
+        message, _ = await self.store.add_user_message(thread.id, content, metadata, external_id)
+        return message
+
+    async def messages(self, thread_id: str | None = None) -> list[Message]:
+        thread = await self._thread(thread_id)
+        return await self.store.list_messages(thread.id)
+
+    async def retry(self, thread_id: str) -> bool:
+        """Ask again what failed last time; False when nothing is waiting for an answer."""
+        return await self.store.retry(thread_id)
+
+    async def _thread(self, thread_id: str | None) -> ChatCompletionThread:
+        if thread_id is None:
+            return await self.threads.latest()
+        return await self.threads.get(thread_id)

@@ -1,0 +1,179 @@
+"""The looper: finds threads with unanswered questions and answers them."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import secrets
+import socket
+
+from looper.completion import Completer, CompletionFailed, make_client
+from looper.context import to_chat
+from looper.models import Claim
+from looper.settings import Settings
+from looper.sinks import Job, Sink
+from looper.store import LeaseLost, Store
+
+log = logging.getLogger(__name__)
+
+
+def looper_id() -> str:
+    """host/pid/nonce: unique per process, and tells a restarted looper which leases are dead."""
+    return f"{socket.gethostname()}/{os.getpid()}/{secrets.token_hex(4)}"
+
+
+def is_dead_here(owner: str) -> bool:
+    """True for a looper of this host whose process is gone."""
+    host, _, rest = owner.partition("/")
+    pid = rest.partition("/")[0]
+    if host != socket.gethostname() or not pid.isdigit() or int(pid) == os.getpid():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+class Looper:
+    """Answers pending threads concurrently, each thread one answer at a time, in order.
+
+    A thread is pending when its newest user message is past `settled`. The looper leases it,
+    builds the context from everything the thread holds (so two quick questions get one
+    answer), streams the completion into the sink and commits the answer with the `hwm`.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        completer: Completer,
+        sink: Sink,
+        *,
+        concurrency: int = 64,
+        poll_interval: float = 1.0,
+        lease_seconds: float = 30.0,
+        grace_seconds: float = 5.0,
+        owner: str | None = None,
+    ) -> None:
+        self.store = store
+        self.completer = completer
+        self.sink = sink
+        self.concurrency = concurrency
+        self.poll_interval = poll_interval
+        self.lease_seconds = lease_seconds
+        self.grace_seconds = grace_seconds
+        self.owner = owner or looper_id()
+        self.answering: set[asyncio.Task[None]] = set()
+        self._stopping = False
+
+    @classmethod
+    def from_settings(cls, settings: Settings, store: Store, api_key: str, sink: Sink) -> Looper:
+        client = make_client(api_key, settings.openai_base_url, settings.tutor_request_timeout)
+        completer = Completer(
+            client,
+            max_completion_tokens=settings.tutor_max_completion_tokens,
+            attempts=settings.tutor_retry_attempts,
+            base_delay=settings.tutor_retry_base_delay,
+            context_tokens=settings.tutor_context_tokens,
+        )
+        return cls(
+            store,
+            completer,
+            sink,
+            concurrency=settings.tutor_max_concurrency,
+            poll_interval=settings.tutor_poll_interval,
+            lease_seconds=settings.tutor_lease_seconds,
+        )
+
+    def stop(self) -> None:
+        """Take no new work; `run` returns once the answers in flight are done or handed back."""
+        self._stopping = True
+        self.store.notify_work()
+
+    async def run(self) -> None:
+        await self.drop_dead_leases()
+        while not self._stopping:
+            try:
+                await self.tick()
+            except Exception:
+                log.exception("could not look for pending threads; trying again")
+            await self.store.wait_for_work(self.poll_interval)
+        await self.drain()
+
+    async def tick(self) -> int:
+        """Claim as many pending threads as there are free slots and start answering them."""
+        free = self.concurrency - len(self.answering)
+        if free <= 0:
+            return 0
+        claims = await self.store.claim_pending(self.owner, free, self.lease_seconds)
+        for claim in claims:
+            task = asyncio.create_task(self.answer(claim), name=f"answer {claim.thread.id}")
+            self.answering.add(task)
+            task.add_done_callback(self.answering.discard)
+        return len(claims)
+
+    async def drain(self) -> None:
+        if not self.answering:
+            return
+        _, late = await asyncio.wait(self.answering, timeout=self.grace_seconds)
+        for task in late:
+            task.cancel()
+        await asyncio.gather(*late, return_exceptions=True)
+
+    async def drop_dead_leases(self) -> None:
+        for owner in await self.store.lease_owners():
+            if is_dead_here(owner):
+                dropped = await self.store.drop_leases(owner)
+                log.info("took back %d thread(s) from dead looper %s", dropped, owner)
+
+    async def answer(self, claim: Claim) -> None:
+        thread_id = claim.thread.id
+        keeper = asyncio.create_task(self._keep_lease(thread_id, asyncio.current_task()))
+        try:
+            await self._answer(claim)
+        except asyncio.CancelledError:
+            await asyncio.shield(self.store.release(thread_id, self.owner))
+            raise
+        except LeaseLost:
+            log.warning("lost the lease on %s; another looper answers it", thread_id)
+        except Exception as exc:
+            log.exception("answering %s failed", thread_id)
+            with contextlib.suppress(LeaseLost):
+                await self.store.record_failure(
+                    thread_id, self.owner, claim.thread.last_user_id, f"Something broke: {exc}"
+                )
+        finally:
+            keeper.cancel()
+
+    async def _answer(self, claim: Claim) -> None:
+        thread = claim.thread
+        assistant = await self.store.get_assistant(thread.assistant_id)
+        messages = await self.store.list_messages(thread.id)
+        upto = max(m.id for m in messages if m.role == "user")
+        reply = await self.sink.open(Job(thread, assistant, messages, upto))
+        if (reply.ref, upto) != (thread.reply_ref, thread.reply_upto):
+            await self.store.reserve_reply(thread.id, self.owner, upto, reply.ref)
+        chat = to_chat(assistant.instructions, messages)
+        try:
+            text = await self.completer.complete(thread.chat_completion_model, chat, reply)
+        except CompletionFailed as failure:
+            await reply.fail(str(failure))
+            await self.store.record_failure(thread.id, self.owner, upto, str(failure))
+            return
+        delivered = await reply.finish(text)
+        await self.store.commit_answer(
+            thread.id, self.owner, upto, text, {**delivered, "answers": str(upto)}
+        )
+
+    async def _keep_lease(self, thread_id: str, task: asyncio.Task[None] | None) -> None:
+        while True:
+            await asyncio.sleep(self.lease_seconds / 3)
+            if not await self.store.renew_lease(thread_id, self.owner, self.lease_seconds):
+                log.warning("lease on %s expired while answering; stopping", thread_id)
+                if task is not None:
+                    task.cancel()
+                return

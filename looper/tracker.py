@@ -1,0 +1,29 @@
+"""ThreadTracker: how front ends find threads."""
+
+from __future__ import annotations
+
+from looper.models import ChatCompletionThread, slack_key
+from looper.store import NotFound, Store
+
+
+class ThreadTracker:
+    """Lists and finds threads: by id, by Slack channel and root ts, newest first."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    async def get(self, thread_id: str) -> ChatCompletionThread:
+        return await self.store.get_thread(thread_id)
+
+    async def by_slack(self, channel: str, thread_ts: str) -> ChatCompletionThread | None:
+        return await self.store.find_thread(slack_key(channel, thread_ts))
+
+    async def newest(self, limit: int = 100) -> list[ChatCompletionThread]:
+        return await self.store.list_threads(limit)
+
+    async def latest(self) -> ChatCompletionThread:
+        """The most recently added thread; NotFound when there is none."""
+        threads = await self.store.list_threads(1)
+        if not threads:
+            raise NotFound("no thread yet: add one with `tutor thread add --assistant-id ID`")
+        return threads[0]

@@ -1,0 +1,114 @@
+"""Shared fixtures: real stores on disk, the fake OpenAI server, and the `tutor` CLI."""
+
+from __future__ import annotations
+
+import os
+import queue
+import subprocess
+import sys
+import threading
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import IO
+
+import pytest
+
+from looper.store import Store, open_store
+from tests.fakes.openai_server import API_KEY, FakeOpenAI
+
+
+def store_urls(tmp_path: Path) -> dict[str, str]:
+    """Every backend the conformance suite runs on."""
+    return {"sqlite": f"sqlite:///{tmp_path / 'tutor.db'}"}
+
+
+@pytest.fixture(params=["sqlite"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    return store_urls(tmp_path)[request.param]
+
+
+@pytest.fixture
+async def store(store_url: str) -> AsyncIterator[Store]:
+    opened = await open_store(store_url)
+    yield opened
+    await opened.close()
+
+
+@pytest.fixture
+def fake_openai() -> Iterator[FakeOpenAI]:
+    fake = FakeOpenAI().start()
+    yield fake
+    fake.stop()
+
+
+class Cli:
+    """Runs `tutor` as a separate process in an empty folder (so no developer's .env leaks in)."""
+
+    def __init__(self, env: dict[str, str], cwd: Path) -> None:
+        self.env = env
+        self.cwd = cwd
+
+    def command(self, *args: str) -> list[str]:
+        return [sys.executable, "-m", "looper.cli", *args]
+
+    def run(self, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            self.command(*args),
+            env={**self.env, **env},
+            cwd=self.cwd,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    def ok(self, *args: str) -> str:
+        """Run, insist on success, return stdout."""
+        done = self.run(*args)
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    def start(self, *args: str, **env: str) -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            self.command(*args),
+            env={**self.env, **env},
+            cwd=self.cwd,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+
+
+@pytest.fixture
+def cli(tmp_path: Path, fake_openai: FakeOpenAI) -> Cli:
+    """`tutor` with a fresh database and the fake OpenAI."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TUTOR_", "OPENAI_"))}
+    env.update(
+        TUTOR_DATABASE_URL=f"sqlite:///{tmp_path / 'cli.db'}",
+        OPENAI_API_KEY=API_KEY,
+        OPENAI_BASE_URL=fake_openai.base_url,
+        TUTOR_POLL_INTERVAL="0.2",
+        TUTOR_RETRY_BASE_DELAY="0.05",
+        PYTHONUNBUFFERED="1",
+    )
+    work = tmp_path / "cwd"
+    work.mkdir()
+    return Cli(env, work)
+
+
+class Lines:
+    """Reads a process's output line by line on a thread, so a test can await one line."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        self.queue: queue.Queue[str | None] = queue.Queue()
+        threading.Thread(target=self._pump, args=(stream,), daemon=True).start()
+
+    def _pump(self, stream: IO[str]) -> None:
+        for line in stream:
+            self.queue.put(line.rstrip("\n"))
+        self.queue.put(None)
+
+    def next(self, timeout: float = 15) -> str:
+        line = self.queue.get(timeout=timeout)
+        if line is None:
+            raise EOFError("the process closed its output")
+        return line

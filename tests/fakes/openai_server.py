@@ -1,0 +1,329 @@
+"""A fake OpenAI-compatible server on 127.0.0.1 for the real `openai` client.
+
+`POST /v1/chat/completions`, streaming (SSE) and not. It records every request, and
+`faults` (consumed one per request) or standing switches make it misbehave the way the real
+service does: 429 with Retry-After, 500, a slow first token, a connection dropped
+mid-stream, context-length errors (OpenAI's and llama.cpp's wording), retired models and a
+bad key. Run it in a thread (`FakeOpenAI().start()`) or as a process:
+`python -m tests.fakes.openai_server --latency 1` prints its base URL.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+API_KEY = "sk-test-fake"
+
+
+@dataclass
+class Fault:
+    """What to do instead of a clean answer, for one request."""
+
+    status: int | None = None  # answer with this HTTP error
+    code: str | None = None  # error.code (e.g. rate_limit_exceeded, context_length_exceeded)
+    retry_after: float | None = None  # Retry-After header, seconds
+    first_token_delay: float = 0.0  # wait this long before the first chunk
+    drop_after_chunks: int | None = None  # close the connection after this many chunks
+    llama_style: bool = False  # word a context error like llama.cpp does
+
+
+@dataclass
+class Recorded:
+    body: dict[str, Any]
+    headers: dict[str, str]
+    status: int = 0
+    chunks_sent: int = 0
+    completed: bool = False
+
+
+def default_answer(body: dict[str, Any]) -> str:
+    users = [m["content"] for m in body.get("messages", []) if m.get("role") == "user"]
+    return f"An answer to: {users[-1] if users else ''}"
+
+
+@dataclass
+class FakeOpenAI:
+    latency: float = 0.0  # seconds before the first token of every answer
+    chunks: int = 4  # pieces an answer streams in
+    chunk_delay: float = 0.0  # seconds between pieces
+    answer_chars: int = 0  # pad answers to this length (0: as written)
+    answer: Callable[[dict[str, Any]], str] = default_answer
+    faults: deque[Fault] = field(default_factory=deque)
+    retired_models: set[str] = field(default_factory=lambda: {"gpt-3.5-turbo"})
+    context_limit_chars: int | None = None  # a prompt longer than this is "too long"
+    context_error_llama: bool = False
+    requests: list[Recorded] = field(default_factory=list)
+    in_flight: int = 0
+    max_in_flight: int = 0  # the most requests answered at once
+    base_url: str = ""
+
+    def __post_init__(self) -> None:
+        self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._runner: web.AppRunner | None = None
+        self._started = threading.Event()
+
+    # control from the test thread
+    def add_faults(self, *faults: Fault) -> None:
+        with self._lock:
+            self.faults.extend(faults)
+
+    def wait_requests(self, count: int, timeout: float = 10.0, completed: bool = False) -> None:
+        """Block until `count` requests arrived (or finished answering, with `completed`)."""
+
+        def enough() -> bool:
+            seen = [r for r in self.requests if r.completed or not completed]
+            return len(seen) >= count
+
+        with self._changed:
+            if not self._changed.wait_for(enough, timeout):
+                raise TimeoutError(f"{len(self.requests)} requests, wanted {count}")
+
+    def wait_streaming(self, index: int, timeout: float = 10.0) -> None:
+        """Block until request `index` has streamed at least one piece of its answer."""
+
+        def started() -> bool:
+            return len(self.requests) > index and self.requests[index].chunks_sent > 0
+
+        with self._changed:
+            if not self._changed.wait_for(started, timeout):
+                raise TimeoutError(f"request {index} did not start streaming")
+
+    def _sent_chunk(self, recorded: Recorded) -> None:
+        with self._changed:
+            recorded.chunks_sent += 1
+            self._changed.notify_all()
+
+    def _record(self, recorded: Recorded) -> None:
+        with self._changed:
+            self.requests.append(recorded)
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+            self._changed.notify_all()
+
+    def _complete(self, recorded: Recorded, status: int) -> None:
+        with self._changed:
+            self.in_flight -= 1
+            recorded.status = status
+            recorded.completed = True
+            self._changed.notify_all()
+
+    def _next_fault(self) -> Fault:
+        with self._lock:
+            return self.faults.popleft() if self.faults else Fault()
+
+    # the HTTP side
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_post("/v1/chat/completions", self._chat_completions)
+        return app
+
+    async def _chat_completions(self, request: web.Request) -> web.StreamResponse:
+        body = await request.json()
+        recorded = Recorded(body=body, headers=dict(request.headers))
+        self._record(recorded)
+        response = await self._respond(request, body, self._next_fault(), recorded)
+        self._complete(recorded, response.status)
+        return response
+
+    async def _respond(
+        self, request: web.Request, body: dict[str, Any], fault: Fault, recorded: Recorded
+    ) -> web.StreamResponse:
+        problem = self._problem(request, body, fault)
+        if problem is not None:
+            return problem
+        text = self.answer(body)
+        if self.answer_chars and len(text) < self.answer_chars:
+            text = (text + " " + "lorem ipsum " * self.answer_chars)[: self.answer_chars]
+        await asyncio.sleep(self.latency + fault.first_token_delay)
+        if not body.get("stream"):
+            return web.json_response(completion(body, text))
+        return await self._stream(request, body, text, fault, recorded)
+
+    def _problem(
+        self, request: web.Request, body: dict[str, Any], fault: Fault
+    ) -> web.Response | None:
+        if request.headers.get("Authorization") != f"Bearer {API_KEY}":
+            return error(
+                401, "Incorrect API key provided.", "invalid_request_error", "invalid_api_key"
+            )
+        model = body.get("model", "")
+        if model in self.retired_models:
+            return error(
+                404,
+                f"The model `{model}` does not exist or you do not have access to it.",
+                "invalid_request_error",
+                "model_not_found",
+            )
+        if "max_tokens" in body:
+            return error(
+                400,
+                "Unsupported parameter: 'max_tokens' is not supported with this "
+                "model. Use 'max_completion_tokens' instead.",
+                "invalid_request_error",
+                "unsupported_parameter",
+            )
+        if body.get("temperature", 1) != 1:
+            return error(
+                400,
+                "Unsupported value: 'temperature' does not support "
+                f"{body['temperature']} with this model.",
+                "invalid_request_error",
+                "unsupported_value",
+            )
+        if fault.status == 400 and fault.code == "context_length_exceeded":
+            return context_error(body, fault.llama_style)
+        if fault.status is not None:
+            return error(
+                fault.status,
+                f"fake fault {fault.status}",
+                "server_error",
+                fault.code,
+                retry_after=fault.retry_after,
+            )
+        size = sum(len(m.get("content") or "") for m in body.get("messages", []))
+        if self.context_limit_chars is not None and size > self.context_limit_chars:
+            return context_error(body, self.context_error_llama)
+        return None
+
+    async def _stream(
+        self,
+        request: web.Request,
+        body: dict[str, Any],
+        text: str,
+        fault: Fault,
+        recorded: Recorded,
+    ) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        pieces = split(text, self.chunks)
+        for index, piece in enumerate(pieces):
+            if fault.drop_after_chunks is not None and index >= fault.drop_after_chunks:
+                assert request.transport is not None
+                request.transport.close()  # mid-stream, no [DONE]
+                return response
+            if index and self.chunk_delay:
+                await asyncio.sleep(self.chunk_delay)
+            await response.write(sse(chunk(body, {"content": piece}, None)))
+            self._sent_chunk(recorded)
+        await response.write(sse(chunk(body, {}, "stop")))
+        await response.write(b"data: [DONE]\n\n")
+        await response.write_eof()
+        return response
+
+    # running it
+    def start(self, port: int = 0) -> FakeOpenAI:
+        thread = threading.Thread(target=self._serve, args=(port,), daemon=True)
+        thread.start()
+        if not self._started.wait(10):
+            raise RuntimeError("the fake OpenAI server did not start")
+        return self
+
+    def _serve(self, port: int) -> None:
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+        loop.run_until_complete(self._open(port))
+        self._started.set()
+        loop.run_forever()
+        loop.run_until_complete(self._runner.cleanup() if self._runner else asyncio.sleep(0))
+        loop.close()
+
+    async def _open(self, port: int) -> None:
+        self._runner = web.AppRunner(self.app(), access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", port, backlog=4096)
+        await site.start()
+        sockets = site._server.sockets  # type: ignore[union-attr]
+        self.base_url = f"http://127.0.0.1:{sockets[0].getsockname()[1]}/v1"
+
+    def stop(self) -> None:
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+
+
+def split(text: str, pieces: int) -> list[str]:
+    size = max(1, -(-len(text) // max(1, pieces)))
+    return [text[i : i + size] for i in range(0, len(text), size)] or [""]
+
+
+def sse(data: dict[str, Any]) -> bytes:
+    return f"data: {json.dumps(data)}\n\n".encode()
+
+
+def chunk(body: dict[str, Any], delta: dict[str, str], finish: str | None) -> dict[str, Any]:
+    return {
+        "id": "chatcmpl-fake",
+        "object": "chat.completion.chunk",
+        "created": int(time.time()),
+        "model": body.get("model", ""),
+        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+    }
+
+
+def completion(body: dict[str, Any], text: str) -> dict[str, Any]:
+    return {
+        "id": "chatcmpl-fake",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": body.get("model", ""),
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": text},
+                "finish_reason": "stop",
+            }
+        ],
+        "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+    }
+
+
+def error(
+    status: int,
+    message: str,
+    kind: str,
+    code: str | None,
+    retry_after: float | None = None,
+) -> web.Response:
+    headers = {"Retry-After": f"{retry_after:g}"} if retry_after is not None else {}
+    payload = {"error": {"message": message, "type": kind, "param": None, "code": code}}
+    return web.json_response(payload, status=status, headers=headers)
+
+
+def context_error(body: dict[str, Any], llama_style: bool) -> web.Response:
+    size = sum(len(m.get("content") or "") for m in body.get("messages", []))
+    if llama_style:
+        message = f"request ({size} tokens) exceeds the available context size (4096 tokens)"
+        return error(400, message, "exceed_context_size_error", None)
+    message = (
+        "This model's maximum context length is 4096 tokens. However, your messages "
+        f"resulted in {size} tokens. Please reduce the length of the messages."
+    )
+    return error(400, message, "invalid_request_error", "context_length_exceeded")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--latency", type=float, default=0.0)
+    parser.add_argument("--chunks", type=int, default=4)
+    parser.add_argument("--answer-chars", type=int, default=0)
+    args = parser.parse_args()
+    fake = FakeOpenAI(latency=args.latency, chunks=args.chunks, answer_chars=args.answer_chars)
+    fake.start(args.port)
+    print(fake.base_url, flush=True)
+    threading.Event().wait()
+
+
+if __name__ == "__main__":
+    main()

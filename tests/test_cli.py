@@ -1,0 +1,155 @@
+"""The `tutor` CLI as separate processes: the seed's flow, crash safety and bad input."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import Cli, Lines
+from tests.fakes.openai_server import FakeOpenAI
+
+PHYSICS = (
+    "You are an acclaimed Physics Tutor for a top rated high school in the Bay Area of "
+    "California, USA."
+)
+SEED_QUESTIONS = ["How did the universe begin?", "what models?", "what experiments?"]
+
+
+def last_line(output: str) -> str:
+    return output.strip().splitlines()[-1]
+
+
+def seed_thread(cli: Cli) -> str:
+    assistant_id = last_line(cli.ok("assistant", "add"))
+    return last_line(cli.ok("thread", "add", "--assistant-id", assistant_id))
+
+
+def stop(process: subprocess.Popen[str], sig: signal.Signals = signal.SIGTERM) -> int:
+    process.send_signal(sig)
+    return process.wait(timeout=10)
+
+
+def test_seed_flow_with_a_separate_looper(cli: Cli, fake_openai: FakeOpenAI) -> None:
+    thread_id = seed_thread(cli)
+    assert thread_id.startswith("thread_")
+    looper = cli.start("looper")
+    output = Lines(looper.stdout)  # type: ignore[arg-type]
+    try:
+        for question in SEED_QUESTIONS:
+            assert "asked in" in cli.ok("ask", question)
+            assert output.next() == f"[{thread_id}] assistant: An answer to: {question}"
+    finally:
+        assert stop(looper) == 0
+
+    sent = [r.body["messages"] for r in fake_openai.requests]
+    assert len(sent) == 3
+    history: list[dict[str, str]] = [{"role": "system", "content": PHYSICS}]
+    for question, messages in zip(SEED_QUESTIONS, sent, strict=True):
+        history.append({"role": "user", "content": question})
+        assert messages == history
+        history.append({"role": "assistant", "content": f"An answer to: {question}"})
+
+    lines = cli.ok("messages").splitlines()
+    assert lines == [f"{m['role']}: {m['content']}" for m in history[1:]]
+    assert [line.split(":")[0] for line in lines] == ["user", "assistant"] * 3
+
+
+@pytest.mark.parametrize("when", ["mid-stream", "after-stream"])
+def test_sigkill_and_restart_stores_exactly_one_answer(
+    cli: Cli, fake_openai: FakeOpenAI, when: str
+) -> None:
+    fake_openai.chunks = 20
+    fake_openai.chunk_delay = 0.05 if when == "mid-stream" else 0
+    thread_id = seed_thread(cli)
+    cli.ok("ask", "How did the universe begin?")
+    looper = cli.start("looper")
+    if when == "mid-stream":
+        fake_openai.wait_streaming(0)
+    else:
+        fake_openai.wait_requests(1, completed=True)
+    looper.kill()
+    looper.wait(timeout=10)
+
+    restarted = cli.start("looper")
+    try:
+        if when == "mid-stream" or not answered(cli):
+            assert Lines(restarted.stdout).next().startswith(f"[{thread_id}] assistant:")  # type: ignore[arg-type]
+    finally:
+        assert stop(restarted) == 0
+    roles = [line.split(":")[0] for line in cli.ok("messages").splitlines()]
+    assert roles == ["user", "assistant"]
+
+
+def answered(cli: Cli) -> bool:
+    return "assistant:" in cli.ok("messages")
+
+
+def test_looper_stops_cleanly_on_sigint(cli: Cli) -> None:
+    seed_thread(cli)
+    looper = cli.start("looper")
+    Lines(looper.stderr).next()  # type: ignore[arg-type]  # the start-up line: it is running
+    assert stop(looper, signal.SIGINT) == 0
+
+
+def test_failed_answer_is_reported_and_can_be_retried(cli: Cli) -> None:
+    assistant_id = last_line(cli.ok("assistant", "add"))
+    cli.ok("thread", "add", "--assistant-id", assistant_id, "--model", "gpt-3.5-turbo")
+    cli.ok("ask", "How did the universe begin?")
+    looper = cli.start("looper")
+    errors = Lines(looper.stderr)  # type: ignore[arg-type]
+    try:
+        assert errors.next().startswith("looper ")
+        assert "`gpt-3.5-turbo` is retired or unknown" in errors.next()
+    finally:
+        assert stop(looper) == 0
+    shown = cli.run("messages")
+    assert shown.stdout == "user: How did the universe begin?\n"
+    assert "tutor retry" in shown.stderr
+    assert cli.ok("thread", "ls").count("error:") == 1
+    assert "answer it again" in cli.ok("retry")
+
+
+BAD_INPUTS = {
+    "empty question": (["ask", "  "], {}, "the question is empty"),
+    "unknown thread": (["ask", "hi", "--thread-id", "thread_nope"], {}, "no thread 'thread_nope'"),
+    "unknown thread messages": (["messages", "--thread-id", "nope"], {}, "no thread 'nope'"),
+    "unknown assistant": (["thread", "add", "--assistant-id", "asst_nope"], {}, "no assistant"),
+    "assistant without instructions": (["assistant", "add", "--name", "X"], {}, "instructions"),
+    "no api key": (["looper"], {"OPENAI_API_KEY": ""}, "OPENAI_API_KEY is not set"),
+    "unknown scheme": (["thread", "ls"], {"TUTOR_DATABASE_URL": "mysql://db/x"}, "not usable"),
+    "missing folder": (
+        ["thread", "ls"],
+        {"TUTOR_DATABASE_URL": "sqlite:////no/such/dir/t.db"},
+        "no directory",
+    ),
+    "bad setting": (["thread", "ls"], {"TUTOR_MAX_CONCURRENCY": "many"}, "TUTOR_MAX_CONCURRENCY"),
+    "nothing to retry": (["retry"], {}, "nothing to retry"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_INPUTS, ids=list(BAD_INPUTS))
+def test_bad_input_is_one_line_on_stderr_and_loses_nothing(cli: Cli, case: str) -> None:
+    args, env, message = BAD_INPUTS[case]
+    seed_thread(cli)
+    cli.ok("ask", "kept question")
+    done = cli.run(*args, **env)
+    assert done.returncode != 0
+    assert done.stderr.count("\n") == 1 and done.stderr.startswith("tutor: "), done.stderr
+    assert message in done.stderr
+    assert cli.ok("messages") == "user: kept question\n"
+
+
+def test_no_thread_yet(cli: Cli) -> None:
+    done = cli.run("ask", "hello")
+    assert done.returncode == 1 and "tutor thread add" in done.stderr
+
+
+def test_a_file_that_is_not_a_database(cli: Cli, tmp_path: Path) -> None:
+    junk = tmp_path / "junk.db"
+    junk.write_bytes(b"this is not sqlite" * 100)
+    done = cli.run("thread", "ls", TUTOR_DATABASE_URL=f"sqlite:///{junk}")
+    assert done.returncode == 1 and "cannot open the database" in done.stderr
+    assert junk.read_bytes() == b"this is not sqlite" * 100

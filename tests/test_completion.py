@@ -1,0 +1,148 @@
+"""The Completer with the real openai client against the fake server: streaming and faults."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from looper.completion import Completer, CompletionFailed, make_client
+from tests.fakes.openai_server import API_KEY, FakeOpenAI, Fault
+
+CHAT = [
+    {"role": "system", "content": "You are a tutor."},
+    {"role": "user", "content": "How did the universe begin?"},
+]
+
+
+class Recorder:
+    """A DeltaTarget that keeps what it was shown."""
+
+    def __init__(self) -> None:
+        self.deltas: list[str] = []
+        self.restarts = 0
+
+    async def append(self, delta: str) -> None:
+        self.deltas.append(delta)
+
+    async def restart(self) -> None:
+        self.restarts += 1
+        self.deltas.clear()
+
+
+def completer(
+    fake: FakeOpenAI, key: str = API_KEY, timeout: float = 10, **options: int
+) -> Completer:
+    return Completer(make_client(key, fake.base_url, timeout), base_delay=0.01, **options)
+
+
+async def test_streams_deltas_with_max_completion_tokens(fake_openai: FakeOpenAI) -> None:
+    target = Recorder()
+    text = await completer(fake_openai).complete("gpt-5-mini", CHAT, target)
+    assert text == "An answer to: How did the universe begin?"
+    assert "".join(target.deltas) == text and len(target.deltas) > 1
+    body = fake_openai.requests[0].body
+    assert body["stream"] is True and body["messages"] == CHAT
+    assert body["max_completion_tokens"] == 4096
+    assert "max_tokens" not in body and "temperature" not in body
+
+
+async def test_429_waits_retry_after(fake_openai: FakeOpenAI) -> None:
+    fake_openai.add_faults(Fault(status=429, retry_after=1))
+    start = time.monotonic()
+    text = await completer(fake_openai).complete("gpt-5-mini", CHAT, Recorder())
+    assert text.startswith("An answer")
+    assert time.monotonic() - start >= 1.0  # the server's Retry-After, not our 10 ms backoff
+    assert [r.status for r in fake_openai.requests] == [429, 200]
+
+
+async def test_500_is_retried(fake_openai: FakeOpenAI) -> None:
+    fake_openai.add_faults(Fault(status=500), Fault(status=503))
+    assert await completer(fake_openai).complete("gpt-5-mini", CHAT, Recorder())
+    assert [r.status for r in fake_openai.requests] == [500, 503, 200]
+
+
+async def test_dropped_stream_restarts_the_answer(fake_openai: FakeOpenAI) -> None:
+    fake_openai.add_faults(Fault(drop_after_chunks=2))
+    target = Recorder()
+    text = await completer(fake_openai).complete("gpt-5-mini", CHAT, target)
+    assert target.restarts == 1
+    assert "".join(target.deltas) == text  # nothing of the broken attempt is left
+    assert len(fake_openai.requests) == 2
+
+
+async def test_slow_first_token_times_out_and_retries(fake_openai: FakeOpenAI) -> None:
+    fake_openai.add_faults(Fault(first_token_delay=3))
+    text = await completer(fake_openai, timeout=0.5).complete("gpt-5-mini", CHAT, Recorder())
+    assert text.startswith("An answer") and len(fake_openai.requests) == 2
+
+
+async def test_slow_first_token_within_timeout_is_awaited(fake_openai: FakeOpenAI) -> None:
+    fake_openai.add_faults(Fault(first_token_delay=0.3))
+    assert await completer(fake_openai, timeout=5).complete("gpt-5-mini", CHAT, Recorder())
+    assert len(fake_openai.requests) == 1
+
+
+async def test_gives_up_after_attempts_with_a_clear_message(fake_openai: FakeOpenAI) -> None:
+    fake_openai.add_faults(*[Fault(status=500)] * 3)
+    with pytest.raises(CompletionFailed, match="did not answer after 3 tries"):
+        await completer(fake_openai, attempts=3).complete("gpt-5-mini", CHAT, Recorder())
+    assert len(fake_openai.requests) == 3
+
+
+@pytest.mark.parametrize("llama", [False, True], ids=["openai", "llama.cpp"])
+async def test_context_error_retries_with_less_history(
+    fake_openai: FakeOpenAI, llama: bool
+) -> None:
+    history = [
+        {"role": r, "content": f"turn {i} " * 20} for i, r in enumerate(["user", "assistant"] * 4)
+    ]
+    chat = [CHAT[0], *history, {"role": "user", "content": "latest?"}]
+    fake_openai.context_limit_chars = 300
+    fake_openai.context_error_llama = llama
+    text = await completer(fake_openai).complete("gpt-5-mini", chat, Recorder())
+    assert text == "An answer to: latest?"
+    sent = [r.body["messages"] for r in fake_openai.requests]
+    assert [len(m) for m in sent] == [10, 6, 4, 3]  # halved each time, oldest turns first
+    assert all(m[0] == CHAT[0] and m[-1]["content"] == "latest?" for m in sent)
+
+
+async def test_context_error_on_the_question_alone_fails_clearly(fake_openai: FakeOpenAI) -> None:
+    fake_openai.context_limit_chars = 10
+    with pytest.raises(CompletionFailed, match="too long"):
+        await completer(fake_openai).complete("gpt-5-mini", CHAT, Recorder())
+
+
+async def test_history_is_trimmed_to_the_window_before_sending(fake_openai: FakeOpenAI) -> None:
+    old = [{"role": "user", "content": "old words " * 300}, {"role": "assistant", "content": "ok"}]
+    chat = [CHAT[0], *old, CHAT[1]]
+    await completer(fake_openai, context_tokens=700, max_completion_tokens=100).complete(
+        "gpt-5-mini", chat, Recorder()
+    )
+    sent = fake_openai.requests[0].body["messages"]
+    assert sent == [CHAT[0], old[1], CHAT[1]]
+
+
+async def test_retired_model(fake_openai: FakeOpenAI) -> None:
+    with pytest.raises(CompletionFailed, match=r"`gpt-3\.5-turbo` is retired or unknown"):
+        await completer(fake_openai).complete("gpt-3.5-turbo", CHAT, Recorder())
+    assert len(fake_openai.requests) == 1  # no retry
+
+
+async def test_bad_key(fake_openai: FakeOpenAI) -> None:
+    with pytest.raises(CompletionFailed, match="rejected the API key"):
+        await completer(fake_openai, key="sk-wrong").complete("gpt-5-mini", CHAT, Recorder())
+    assert len(fake_openai.requests) == 1
+
+
+async def test_quota_exhausted_is_not_retried(fake_openai: FakeOpenAI) -> None:
+    fake_openai.add_faults(Fault(status=429, code="insufficient_quota"))
+    with pytest.raises(CompletionFailed, match="out of quota"):
+        await completer(fake_openai).complete("gpt-5-mini", CHAT, Recorder())
+    assert len(fake_openai.requests) == 1
+
+
+async def test_unreachable_server_fails_after_retries() -> None:
+    client = make_client(API_KEY, "http://127.0.0.1:9/v1", 2)
+    with pytest.raises(CompletionFailed, match="connection lost"):
+        await Completer(client, attempts=2, base_delay=0.01).complete("m", CHAT, Recorder())

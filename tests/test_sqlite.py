@@ -1,0 +1,27 @@
+"""SQLite specifics: the file's settings and the query plan of the looper's poll."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from looper.store.sqlite import PENDING, SQLiteStore, sqlite_path
+
+
+def test_sqlite_urls() -> None:
+    assert sqlite_path("sqlite:///tutor.db") == "tutor.db"
+    assert sqlite_path("sqlite:////var/lib/tutor.db") == "/var/lib/tutor.db"
+    assert sqlite_path("sqlite://") == ":memory:"
+
+
+async def test_wal_and_pending_index(tmp_path: Path) -> None:
+    store = SQLiteStore(f"sqlite:///{tmp_path / 't.db'}")
+    await store.open()
+    try:
+        assert store.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        plan = store.db.execute(
+            "EXPLAIN QUERY PLAN SELECT id FROM threads WHERE "
+            f"{PENDING} AND (lease_until IS NULL OR lease_until < 0) ORDER BY last_activity"
+        ).fetchall()
+        assert any("threads_pending" in row[3] for row in plan), plan
+    finally:
+        await store.close()

@@ -1,0 +1,253 @@
+"""The store conformance suite: every backend must pass it unchanged (see `store_url`)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from looper.models import BaseAssistant, ChatCompletionPhysicsTutor, ChatCompletionThread
+from looper.store import Conflict, LeaseLost, NotFound, SchemaTooNew, Store, open_store
+
+
+async def physics_thread(store: Store, **metadata: str) -> ChatCompletionThread:
+    assistant = await store.add_assistant(ChatCompletionPhysicsTutor())
+    return await store.add_thread(
+        ChatCompletionThread(
+            assistant_id=assistant.id, chat_completion_model="gpt-5-mini", metadata=metadata
+        )
+    )
+
+
+async def claim_one(
+    store: Store, owner: str = "looper-a", lease: float = 30
+) -> ChatCompletionThread:
+    claims = await store.claim_pending(owner, 10, lease)
+    assert len(claims) == 1
+    return claims[0].thread
+
+
+async def test_assistants_round_trip(store: Store) -> None:
+    tutor = await store.add_assistant(ChatCompletionPhysicsTutor())
+    other = await store.add_assistant(BaseAssistant(name="Poet", instructions="Rhyme.", model="m"))
+    listed = await store.list_assistants()
+    assert [a.id for a in listed] == [tutor.id, other.id]
+    assert listed[0].instructions.startswith("You are an acclaimed Physics Tutor")
+    assert (await store.get_assistant(other.id)).model == "m"
+    with pytest.raises(NotFound):
+        await store.get_assistant("asst_missing")
+
+
+async def test_threads_newest_first_and_found_by_key(store: Store) -> None:
+    first = await physics_thread(store)
+    second = await physics_thread(
+        store, slack_team="T1", slack_channel="C1", slack_thread_ts="111.222"
+    )
+    assert [t.id for t in await store.list_threads()] == [second.id, first.id]
+    assert [t.id for t in await store.list_threads(1)] == [second.id]
+    found = await store.find_thread("slack:C1:111.222")
+    assert found is not None and found.id == second.id
+    assert found.metadata == {
+        "slack_team": "T1",
+        "slack_channel": "C1",
+        "slack_thread_ts": "111.222",
+    }
+    assert await store.find_thread("slack:C1:999") is None
+    with pytest.raises(NotFound):
+        await store.get_thread("thread_missing")
+
+
+async def test_one_thread_per_external_place(store: Store) -> None:
+    await physics_thread(store, slack_channel="C1", slack_thread_ts="1.1")
+    with pytest.raises(Conflict):
+        await physics_thread(store, slack_channel="C1", slack_thread_ts="1.1")
+
+
+async def test_thread_needs_a_known_assistant(store: Store) -> None:
+    with pytest.raises(NotFound):
+        await store.add_thread(
+            ChatCompletionThread(assistant_id="asst_missing", chat_completion_model="m")
+        )
+    assert await store.list_threads() == []
+
+
+async def test_messages_numbered_per_thread_in_order(store: Store) -> None:
+    one = await physics_thread(store)
+    two = await physics_thread(store)
+    a, _ = await store.add_user_message(one.id, "first", {"slack_ts": "1.0"})
+    b, _ = await store.add_user_message(two.id, "other")
+    c, _ = await store.add_user_message(one.id, "second")
+    assert (a.id, b.id, c.id) == (1, 1, 2)
+    listed = await store.list_messages(one.id)
+    assert [(m.id, m.role, m.content) for m in listed] == [
+        (1, "user", "first"),
+        (2, "user", "second"),
+    ]
+    assert listed[0].metadata == {"slack_ts": "1.0"}
+    thread = await store.get_thread(one.id)
+    assert (thread.message_count, thread.last_user_id, thread.hwm) == (2, 2, 0)
+    with pytest.raises(NotFound):
+        await store.add_user_message("thread_missing", "hello")
+    with pytest.raises(NotFound):
+        await store.list_messages("thread_missing")
+
+
+async def test_external_id_deduplicates(store: Store) -> None:
+    thread = await physics_thread(store)
+    first, added = await store.add_user_message(thread.id, "hi", external_id="1700.1")
+    again, added_again = await store.add_user_message(thread.id, "hi", external_id="1700.1")
+    assert added and not added_again and again.id == first.id
+    assert len(await store.list_messages(thread.id)) == 1
+
+
+async def test_claim_leases_pending_threads_only(store: Store) -> None:
+    idle = await physics_thread(store)
+    busy = await physics_thread(store)
+    await store.add_user_message(busy.id, "question")
+    assert (await store.get_thread(idle.id)).pending is False
+    claimed = await claim_one(store, "a")
+    assert claimed.id == busy.id and claimed.last_user_id == 1
+    assert await store.claim_pending("b", 10, 30) == []  # leased to a
+    assert await store.lease_owners() == ["a"]
+
+
+async def test_claim_respects_limit_and_age(store: Store) -> None:
+    threads = [await physics_thread(store) for _ in range(3)]
+    for thread in threads:
+        await store.add_user_message(thread.id, "q")
+    first = await store.claim_pending("a", 2, 30)
+    rest = await store.claim_pending("b", 2, 30)
+    assert [c.thread.id for c in first] == [t.id for t in threads[:2]]
+    assert [c.thread.id for c in rest] == [threads[2].id]
+
+
+async def test_expired_lease_is_taken_over(store: Store) -> None:
+    thread = await physics_thread(store)
+    await store.add_user_message(thread.id, "q")
+    await claim_one(store, "a", lease=0.05)
+    await asyncio.sleep(0.1)  # a lease is wall-clock time by definition
+    assert (await claim_one(store, "b")).id == thread.id
+    with pytest.raises(LeaseLost):
+        await store.commit_answer(thread.id, "a", 1, "late answer")
+    assert not await store.renew_lease(thread.id, "a", 30)
+    assert await store.renew_lease(thread.id, "b", 30)
+
+
+async def test_commit_stores_answer_and_advances_hwm_together(store: Store) -> None:
+    thread = await physics_thread(store)
+    await store.add_user_message(thread.id, "q1")
+    await store.add_user_message(thread.id, "q2")
+    await claim_one(store, "a")
+    await store.reserve_reply(thread.id, "a", 2, "ts-1")
+    reserved = await store.get_thread(thread.id)
+    assert (reserved.reply_upto, reserved.reply_ref) == (2, "ts-1")
+    answer = await store.commit_answer(thread.id, "a", 2, "both answered", {"answers": "2"})
+    assert (answer.id, answer.role, answer.metadata) == (3, "assistant", {"answers": "2"})
+    done = await store.get_thread(thread.id)
+    assert (done.hwm, done.settled, done.pending, done.reply_ref) == (2, 2, False, None)
+    assert await store.claim_pending("a", 10, 30) == []
+    assert await store.lease_owners() == []
+
+
+async def test_question_during_answer_stays_pending(store: Store) -> None:
+    thread = await physics_thread(store)
+    await store.add_user_message(thread.id, "q1")
+    await claim_one(store, "a")
+    await store.add_user_message(thread.id, "q2 while answering")
+    await store.commit_answer(thread.id, "a", 1, "a1")
+    again = await claim_one(store, "a")
+    assert (again.hwm, again.last_user_id) == (1, 2)
+
+
+async def test_lost_lease_writes_nothing(store: Store) -> None:
+    thread = await physics_thread(store)
+    await store.add_user_message(thread.id, "q")
+    await claim_one(store, "a")
+    for write in (
+        store.commit_answer(thread.id, "b", 1, "not mine"),
+        store.reserve_reply(thread.id, "b", 1, "x"),
+        store.record_failure(thread.id, "b", 1, "not mine"),
+    ):
+        with pytest.raises(LeaseLost):
+            await write
+    assert [m.role for m in await store.list_messages(thread.id)] == ["user"]
+    assert (await store.get_thread(thread.id)).hwm == 0
+
+
+async def test_failure_settles_without_busy_retry_and_retry_reopens(store: Store) -> None:
+    thread = await physics_thread(store)
+    await store.add_user_message(thread.id, "q")
+    assert not await store.retry(thread.id)  # waiting, not failed
+    await claim_one(store, "a")
+    await store.record_failure(thread.id, "a", 1, "model retired")
+    failed = await store.get_thread(thread.id)
+    assert (failed.last_error, failed.hwm, failed.pending) == ("model retired", 0, False)
+    assert await store.claim_pending("a", 10, 30) == []
+    assert [m.content for m in await store.list_messages(thread.id)] == ["q"]  # kept
+    assert await store.retry(thread.id)
+    reopened = await claim_one(store, "a")
+    assert reopened.last_error is None
+    await store.commit_answer(thread.id, "a", 1, "answer")
+    assert not await store.retry(thread.id)  # nothing left to retry
+
+
+async def test_new_question_after_failure_is_pending(store: Store) -> None:
+    thread = await physics_thread(store)
+    await store.add_user_message(thread.id, "q")
+    await claim_one(store, "a")
+    await store.record_failure(thread.id, "a", 1, "boom")
+    await store.add_user_message(thread.id, "q again")
+    assert (await claim_one(store, "a")).last_user_id == 2
+
+
+async def test_release_hands_back_with_reservation(store: Store) -> None:
+    thread = await physics_thread(store)
+    await store.add_user_message(thread.id, "q")
+    await claim_one(store, "a")
+    await store.reserve_reply(thread.id, "a", 1, "ts-9")
+    await store.release(thread.id, "a")
+    taken = await claim_one(store, "b")
+    assert (taken.reply_upto, taken.reply_ref) == (1, "ts-9")
+
+
+async def test_drop_leases_of_dead_looper(store: Store) -> None:
+    thread = await physics_thread(store)
+    await store.add_user_message(thread.id, "q")
+    await claim_one(store, "dead")
+    assert await store.drop_leases("dead") == 1
+    assert (await claim_one(store, "alive")).id == thread.id
+
+
+async def test_wakes_at_once_on_new_question(store: Store) -> None:
+    thread = await physics_thread(store)
+    waiter = asyncio.create_task(store.wait_for_work(30))
+    await asyncio.sleep(0)
+    await store.add_user_message(thread.id, "q")
+    assert await asyncio.wait_for(waiter, 5)
+
+
+async def test_data_survives_reopen_and_migrations_are_recorded(store_url: str) -> None:
+    first = await open_store(store_url)
+    thread = await physics_thread(first)
+    await first.add_user_message(thread.id, "kept")
+    version = await first.schema_version()
+    await first.close()
+    again = await open_store(store_url)
+    assert await again.schema_version() == version >= 1
+    assert [m.content for m in await again.list_messages(thread.id)] == ["kept"]
+    await again.close()
+
+
+async def test_newer_schema_is_refused(store_url: str, store: Store) -> None:
+    await bump_schema(store)
+    await store.close()
+    with pytest.raises(SchemaTooNew):
+        await open_store(store_url)
+
+
+async def bump_schema(store: Store) -> None:
+    """Pretend a newer tutor migrated the database (backend-specific, through its own SQL)."""
+    from looper.store.sqlite import SQLiteStore
+
+    assert isinstance(store, SQLiteStore)
+    store.db.execute("INSERT INTO schema_migrations VALUES (999, 'm999_future', 'now')")
