@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import random
 from typing import Any, Protocol, cast
 
@@ -29,12 +30,27 @@ class DeltaTarget(Protocol):
         """Forget the text appended so far: the answer is being written again."""
 
 
+STREAMS_PER_CLIENT = 50
+
+
 def make_client(api_key: str, base_url: str | None, timeout: float) -> openai.AsyncOpenAI:
     # Retries are ours (below): they also cover streams dropped half-way, which the client
     # does not retry, and they end in a message for the asker rather than an exception.
     return openai.AsyncOpenAI(
         api_key=api_key, base_url=base_url or None, max_retries=0, timeout=timeout
     )
+
+
+def make_clients(
+    api_key: str, base_url: str | None, timeout: float, concurrency: int
+) -> list[openai.AsyncOpenAI]:
+    """One client per STREAMS_PER_CLIENT concurrent answers.
+
+    The HTTP connection pool scans all of its connections for every request, which costs
+    O(n^2) with hundreds of streams open at once; small shards keep that cost flat.
+    """
+    count = max(1, -(-concurrency // STREAMS_PER_CLIENT))
+    return [make_client(api_key, base_url, timeout) for _ in range(count)]
 
 
 def is_context_error(error: openai.BadRequestError) -> bool:
@@ -92,17 +108,22 @@ class Completer:
 
     def __init__(
         self,
-        client: openai.AsyncOpenAI,
+        clients: openai.AsyncOpenAI | list[openai.AsyncOpenAI],
         max_completion_tokens: int = 4096,
         attempts: int = 4,
         base_delay: float = 0.5,
         context_tokens: int = 0,
     ) -> None:
-        self.client = client
+        self.clients = clients if isinstance(clients, list) else [clients]
+        self._next_client = itertools.cycle(self.clients)
         self.max_completion_tokens = max_completion_tokens
         self.attempts = attempts
         self.base_delay = base_delay
         self.context_tokens = context_tokens
+
+    async def close(self) -> None:
+        for client in self.clients:
+            await client.close()
 
     def prompt_budget(self, model: str) -> int:
         window = self.context_tokens or context_window(model)
@@ -147,7 +168,7 @@ class Completer:
         return float(delay * random.uniform(0.75, 1.25))
 
     async def _stream(self, model: str, chat: Chat, target: DeltaTarget) -> str:
-        stream = await self.client.chat.completions.create(
+        stream = await next(self._next_client).chat.completions.create(
             model=model,
             messages=cast(Any, chat),
             stream=True,

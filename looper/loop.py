@@ -9,7 +9,7 @@ import os
 import secrets
 import socket
 
-from looper.completion import Completer, CompletionFailed, make_client
+from looper.completion import Completer, CompletionFailed, make_clients
 from looper.context import to_chat
 from looper.models import Claim
 from looper.settings import Settings
@@ -72,9 +72,14 @@ class Looper:
 
     @classmethod
     def from_settings(cls, settings: Settings, store: Store, api_key: str, sink: Sink) -> Looper:
-        client = make_client(api_key, settings.openai_base_url, settings.tutor_request_timeout)
+        clients = make_clients(
+            api_key,
+            settings.openai_base_url,
+            settings.tutor_request_timeout,
+            settings.tutor_max_concurrency,
+        )
         completer = Completer(
-            client,
+            clients,
             max_completion_tokens=settings.tutor_max_completion_tokens,
             attempts=settings.tutor_retry_attempts,
             base_delay=settings.tutor_retry_base_delay,
@@ -103,6 +108,7 @@ class Looper:
                 log.exception("could not look for pending threads; trying again")
             await self.store.wait_for_work(self.poll_interval)
         await self.drain()
+        await self.completer.close()
 
     async def tick(self) -> int:
         """Claim as many pending threads as there are free slots and start answering them."""
@@ -155,7 +161,7 @@ class Looper:
         messages = await self.store.list_messages(thread.id)
         upto = max(m.id for m in messages if m.role == "user")
         reply = await self.sink.open(Job(thread, assistant, messages, upto))
-        if (reply.ref, upto) != (thread.reply_ref, thread.reply_upto):
+        if reply.ref is not None and (reply.ref, upto) != (thread.reply_ref, thread.reply_upto):
             await self.store.reserve_reply(thread.id, self.owner, upto, reply.ref)
         chat = to_chat(assistant.instructions, messages)
         try:

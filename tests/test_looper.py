@@ -104,7 +104,7 @@ async def make_looper(
     for looper in made:
         looper.stop()
         await looper.drain()
-        await looper.completer.client.close()
+        await looper.completer.close()
 
 
 @pytest.fixture
