@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
-from looper.models import BaseAssistant, ChatCompletionPhysicsTutor, ChatCompletionThread, Message
-from looper.store import Store, StoreError
+from looper.models import (
+    BaseAssistant,
+    ChatCompletionPhysicsTutor,
+    ChatCompletionThread,
+    Message,
+    NewMessage,
+)
+from looper.store import NotFound, Store, StoreError
 from looper.tracker import ThreadTracker
 
 
@@ -38,21 +44,64 @@ class Tutor:
     async def list_assistants(self) -> list[BaseAssistant]:
         return await self.store.list_assistants()
 
+    async def find_assistant(self, ref: str) -> BaseAssistant:
+        """An assistant by id or by name (case-insensitive)."""
+        assistants = await self.store.list_assistants()
+        for assistant in assistants:
+            if (
+                ref.strip() in (assistant.id, assistant.name)
+                or assistant.name.lower() == ref.strip().lower()
+            ):
+                return assistant
+        names = ", ".join(a.name for a in assistants) or "none yet"
+        raise NotFound(f"no assistant {ref!r} (assistants: {names})")
+
+    async def default_assistant(self) -> BaseAssistant:
+        """The oldest assistant; the built-in Physics Tutor when there is none yet."""
+        assistants = await self.store.list_assistants()
+        return assistants[0] if assistants else await self.add_assistant()
+
+    async def use(self, place: str, ref: str) -> BaseAssistant:
+        """Bind a place (e.g. a Slack channel) to an assistant."""
+        assistant = await self.find_assistant(ref)
+        await self.store.bind(place, assistant.id)
+        return assistant
+
+    async def assistant_for(self, place: str) -> BaseAssistant:
+        """The assistant bound to a place, else the default one."""
+        bound = await self.store.bound_assistant(place)
+        return await self.store.get_assistant(bound) if bound else await self.default_assistant()
+
     async def add_thread(
         self,
         assistant_id: str,
         model: str | None = None,
         metadata: dict[str, str] | None = None,
     ) -> ChatCompletionThread:
+        assistant = await self.store.get_assistant(assistant_id)
+        return await self.start_thread(assistant, metadata or {}, model=model)
+
+    async def start_thread(
+        self,
+        assistant: BaseAssistant,
+        metadata: dict[str, str],
+        first: NewMessage | None = None,
+        thread_id: str | None = None,
+        model: str | None = None,
+    ) -> ChatCompletionThread:
+        """A thread in a place (`metadata`), with its first question stored with it."""
         if model is not None and not model.strip():
             raise InvalidInput("the model name is empty")
-        assistant = await self.store.get_assistant(assistant_id)
+        if first is not None and not first.content.strip():
+            raise InvalidInput("the question is empty")
         thread = ChatCompletionThread(
             assistant_id=assistant.id,
             chat_completion_model=model or assistant.model or self.default_model,
-            metadata=metadata or {},
+            metadata=metadata,
         )
-        return await self.store.add_thread(thread)
+        if thread_id:
+            thread.id = thread_id
+        return await self.store.add_thread(thread, first)
 
     async def ask(
         self,

@@ -5,7 +5,6 @@ from __future__ import annotations
 import inspect
 import secrets
 from datetime import UTC, datetime
-from enum import StrEnum
 from typing import Literal
 
 from pydantic import BaseModel, Field
@@ -89,11 +88,6 @@ def slack_key(channel: str, thread_ts: str) -> str:
     return f"slack:{channel}:{thread_ts}"
 
 
-class Role(StrEnum):
-    USER = "user"
-    ASSISTANT = "assistant"
-
-
 class Message(BaseModel):
     """One turn of a thread. `id` grows by one per message within its thread."""
 
@@ -103,6 +97,14 @@ class Message(BaseModel):
     content: str
     created_at: datetime = Field(default_factory=utcnow)
     metadata: dict[str, str] = Field(default_factory=dict)
+
+
+class NewMessage(BaseModel):
+    """A user message to append; `external_id` (e.g. a Slack ts) makes appending idempotent."""
+
+    content: str
+    metadata: dict[str, str] = Field(default_factory=dict)
+    external_id: str | None = None
 
 
 class Claim(BaseModel):

@@ -36,6 +36,7 @@ class Settings(BaseSettings):
     tutor_retry_base_delay: float = Field(0.5, ge=0)
     tutor_request_timeout: float = Field(120.0, gt=0)
     tutor_lease_seconds: float = Field(30.0, gt=0)
+    tutor_catchup_hours: float = Field(24.0, ge=0)
 
     @field_validator("slack_api_url")
     @classmethod

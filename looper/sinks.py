@@ -34,7 +34,9 @@ class Job:
 class Reply(Protocol):
     """One answer on its way to a sink."""
 
-    ref: str | None
+    @property
+    def ref(self) -> str | None:
+        """Where the answer is being delivered; recorded before any text is sent."""
 
     async def append(self, delta: str) -> None: ...
 

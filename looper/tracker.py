@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from looper.models import ChatCompletionThread, slack_key
 from looper.store import NotFound, Store
 
@@ -20,6 +22,10 @@ class ThreadTracker:
 
     async def newest(self, limit: int = 100) -> list[ChatCompletionThread]:
         return await self.store.list_threads(limit)
+
+    async def active_since(self, moment: datetime) -> list[ChatCompletionThread]:
+        """Threads with activity since `moment` (UTC), most recent first."""
+        return await self.store.threads_active_since(moment)
 
     async def latest(self) -> ChatCompletionThread:
         """The most recently added thread; NotFound when there is none."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import queue
+import signal
 import subprocess
 import sys
 import threading
@@ -15,6 +16,7 @@ import pytest
 
 from looper.store import Store, open_store
 from tests.fakes.openai_server import API_KEY, FakeOpenAI
+from tests.fakes.slack_server import APP_TOKEN, BOT_TOKEN, FakeSlack
 
 
 def store_urls(tmp_path: Path) -> dict[str, str]:
@@ -49,7 +51,7 @@ class Cli:
         self.cwd = cwd
 
     def command(self, *args: str) -> list[str]:
-        return [sys.executable, "-m", "looper.cli", *args]
+        return [sys.executable, "-m", "bot.cli", *args]
 
     def run(self, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
@@ -112,3 +114,58 @@ class Lines:
         if line is None:
             raise EOFError("the process closed its output")
         return line
+
+
+@pytest.fixture
+def fake_slack() -> Iterator[FakeSlack]:
+    fake = FakeSlack().start()
+    yield fake
+    fake.stop()
+
+
+class Bot:
+    """`tutor run` as its own process against the fake Slack and the fake OpenAI."""
+
+    def __init__(self, cli: Cli, slack: FakeSlack) -> None:
+        self.cli = cli
+        self.slack = slack
+        self.process: subprocess.Popen[str] | None = None
+        self.log: Lines | None = None
+
+    def start(self, **env: str) -> Bot:
+        connected = self.slack.connected
+        self.process = self.cli.start("run", **env)
+        self.log = Lines(self.process.stderr)  # type: ignore[arg-type]
+        self.slack.wait_connected(connected + 1)
+        return self
+
+    def stop(self, sig: signal.Signals = signal.SIGTERM) -> int:
+        assert self.process is not None
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+        return self.process.wait(timeout=15)
+
+    def kill(self) -> None:
+        assert self.process is not None
+        self.process.kill()
+        self.process.wait(timeout=10)
+
+
+@pytest.fixture
+def bot_env(cli: Cli, fake_slack: FakeSlack) -> Cli:
+    cli.env.update(
+        SLACK_BOT_TOKEN=BOT_TOKEN,
+        SLACK_APP_TOKEN=APP_TOKEN,
+        SLACK_API_URL=fake_slack.base_url,
+        TUTOR_ADMINS="",
+        TUTOR_LEASE_SECONDS="5",
+    )
+    return cli
+
+
+@pytest.fixture
+def bot(bot_env: Cli, fake_slack: FakeSlack) -> Iterator[Bot]:
+    running = Bot(bot_env, fake_slack)
+    yield running
+    if running.process is not None and running.process.poll() is None:
+        running.kill()

@@ -6,7 +6,13 @@ import asyncio
 
 import pytest
 
-from looper.models import BaseAssistant, ChatCompletionPhysicsTutor, ChatCompletionThread
+from looper.models import (
+    BaseAssistant,
+    ChatCompletionPhysicsTutor,
+    ChatCompletionThread,
+    NewMessage,
+    utcnow,
+)
 from looper.store import Conflict, LeaseLost, NotFound, SchemaTooNew, Store, open_store
 
 
@@ -251,3 +257,45 @@ async def bump_schema(store: Store) -> None:
 
     assert isinstance(store, SQLiteStore)
     store.db.execute("INSERT INTO schema_migrations VALUES (999, 'm999_future', 'now')")
+
+
+async def test_bindings(store: Store) -> None:
+    first = await store.add_assistant(ChatCompletionPhysicsTutor())
+    second = await store.add_assistant(BaseAssistant(name="Poet", instructions="Rhyme."))
+    assert await store.bound_assistant("slack:C1") is None
+    await store.bind("slack:C1", first.id)
+    await store.bind("slack:C1", second.id)
+    assert await store.bound_assistant("slack:C1") == second.id
+    with pytest.raises(NotFound):
+        await store.bind("slack:C2", "asst_missing")
+    assert await store.bound_assistant("slack:C2") is None
+
+
+async def test_thread_with_its_first_question_in_one_step(store: Store) -> None:
+    assistant = await store.add_assistant(ChatCompletionPhysicsTutor())
+    thread = ChatCompletionThread(
+        assistant_id=assistant.id,
+        chat_completion_model="m",
+        metadata={"slack_channel": "C1", "slack_thread_ts": "5.5"},
+    )
+    first = NewMessage(content="hi", metadata={"slack_user": "U1"}, external_id="5.5")
+    added = await store.add_thread(thread, first)
+    assert (added.message_count, added.last_user_id, added.pending) == (1, 1, True)
+    with pytest.raises(Conflict):  # the same Slack thread again: nothing half-written
+        await store.add_thread(thread.model_copy(update={"id": "thread_other"}), first)
+    with pytest.raises(NotFound):
+        await store.get_thread("thread_other")
+    [message] = await store.list_messages(added.id)
+    assert (message.content, message.metadata) == ("hi", {"slack_user": "U1"})
+
+
+async def test_threads_active_since(store: Store) -> None:
+    quiet = await physics_thread(store)
+    active = await physics_thread(store)
+    since = utcnow()
+    await store.add_user_message(active.id, "new")
+    assert [t.id for t in await store.threads_active_since(since)] == [active.id]
+    assert {t.id for t in await store.threads_active_since(quiet.created_at)} == {
+        quiet.id,
+        active.id,
+    }

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 from abc import ABC, abstractmethod
+from datetime import datetime
 
-from looper.models import BaseAssistant, ChatCompletionThread, Claim, Message
+from looper.models import BaseAssistant, ChatCompletionThread, Claim, Message, NewMessage
 
 
 class StoreError(Exception):
@@ -61,10 +62,23 @@ class Store(ABC):
     async def list_assistants(self) -> list[BaseAssistant]:
         """Oldest first."""
 
+    # channel bindings: which assistant answers in a place (e.g. a Slack channel)
+    @abstractmethod
+    async def bind(self, place: str, assistant_id: str) -> None:
+        """Raises NotFound for an unknown assistant."""
+
+    @abstractmethod
+    async def bound_assistant(self, place: str) -> str | None: ...
+
     # threads
     @abstractmethod
-    async def add_thread(self, thread: ChatCompletionThread) -> ChatCompletionThread:
-        """Raises NotFound for an unknown assistant, Conflict for a taken external key."""
+    async def add_thread(
+        self, thread: ChatCompletionThread, first: NewMessage | None = None
+    ) -> ChatCompletionThread:
+        """Add a thread, with its first user message in the same transaction.
+
+        Raises NotFound for an unknown assistant, Conflict for a taken external key.
+        """
 
     @abstractmethod
     async def get_thread(self, thread_id: str) -> ChatCompletionThread:
@@ -76,6 +90,10 @@ class Store(ABC):
     @abstractmethod
     async def list_threads(self, limit: int = 100) -> list[ChatCompletionThread]:
         """Newest first."""
+
+    @abstractmethod
+    async def threads_active_since(self, moment: datetime) -> list[ChatCompletionThread]:
+        """Threads with activity at or after `moment`, most recent first."""
 
     # messages
     @abstractmethod

@@ -19,7 +19,14 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import Any, TypeVar
 
-from looper.models import BaseAssistant, ChatCompletionThread, Claim, Message, utcnow
+from looper.models import (
+    BaseAssistant,
+    ChatCompletionThread,
+    Claim,
+    Message,
+    NewMessage,
+    utcnow,
+)
 from looper.store.base import Conflict, LeaseLost, NotFound, SchemaTooNew, Store, StoreError
 
 T = TypeVar("T")
@@ -76,7 +83,16 @@ def m001_initial(db: sqlite3.Connection) -> None:
     )
 
 
-MIGRATIONS: list[Migration] = [m001_initial]
+def m002_bindings_and_activity(db: sqlite3.Connection) -> None:
+    db.execute(
+        """CREATE TABLE bindings (
+            place TEXT PRIMARY KEY,
+            assistant_id TEXT NOT NULL REFERENCES assistants(id))"""
+    )
+    db.execute("CREATE INDEX threads_activity ON threads(last_activity)")
+
+
+MIGRATIONS: list[Migration] = [m001_initial, m002_bindings_and_activity]
 
 THREAD_COLUMNS = (
     "id, assistant_id, chat_completion_model, metadata, created_at, last_activity, "
@@ -235,14 +251,40 @@ class SQLiteStore(Store):
 
         return await self._run(rows)
 
+    # bindings
+    async def bind(self, place: str, assistant_id: str) -> None:
+        def bind() -> None:
+            with self._write() as db:
+                self._require_assistant(db, assistant_id)
+                db.execute(
+                    "INSERT INTO bindings VALUES (?, ?) "
+                    "ON CONFLICT (place) DO UPDATE SET assistant_id = excluded.assistant_id",
+                    (place, assistant_id),
+                )
+
+        await self._run(bind)
+
+    async def bound_assistant(self, place: str) -> str | None:
+        def get() -> str | None:
+            row = self.db.execute(
+                "SELECT assistant_id FROM bindings WHERE place = ?", (place,)
+            ).fetchone()
+            return str(row[0]) if row else None
+
+        return await self._run(get)
+
+    @staticmethod
+    def _require_assistant(db: sqlite3.Connection, assistant_id: str) -> None:
+        if not db.execute("SELECT 1 FROM assistants WHERE id = ?", (assistant_id,)).fetchone():
+            raise NotFound(f"no assistant {assistant_id!r}")
+
     # threads
-    async def add_thread(self, thread: ChatCompletionThread) -> ChatCompletionThread:
+    async def add_thread(
+        self, thread: ChatCompletionThread, first: NewMessage | None = None
+    ) -> ChatCompletionThread:
         def add() -> None:
             with self._write() as db:
-                if not db.execute(
-                    "SELECT 1 FROM assistants WHERE id = ?", (thread.assistant_id,)
-                ).fetchone():
-                    raise NotFound(f"no assistant {thread.assistant_id!r}")
+                self._require_assistant(db, thread.assistant_id)
                 try:
                     db.execute(
                         "INSERT INTO threads (id, assistant_id, chat_completion_model, metadata,"
@@ -259,8 +301,14 @@ class SQLiteStore(Store):
                     )
                 except sqlite3.IntegrityError as exc:
                     raise Conflict(f"a thread already exists for {thread.external_key}") from exc
+                if first is not None:
+                    self._append(
+                        db, thread.id, "user", first.content, first.metadata, first.external_id
+                    )
 
         await self._run(add)
+        if first is not None:
+            self.notify_work()
         return await self.get_thread(thread.id)
 
     def _get_thread(self, thread_id: str) -> ChatCompletionThread:
@@ -289,6 +337,17 @@ class SQLiteStore(Store):
                 f"SELECT {THREAD_COLUMNS} FROM threads ORDER BY created_at DESC, rowid DESC "
                 "LIMIT ?",
                 (limit,),
+            )
+            return [_thread(r) for r in cursor]
+
+        return await self._run(rows)
+
+    async def threads_active_since(self, moment: datetime) -> list[ChatCompletionThread]:
+        def rows() -> list[ChatCompletionThread]:
+            cursor = self.db.execute(
+                f"SELECT {THREAD_COLUMNS} FROM threads WHERE last_activity >= ? "
+                "ORDER BY last_activity DESC",
+                (_iso(moment),),
             )
             return [_thread(r) for r in cursor]
 

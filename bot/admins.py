@@ -1,0 +1,34 @@
+"""Who may run admin commands."""
+
+from __future__ import annotations
+
+import time
+
+from slack_sdk.errors import SlackApiError
+
+from bot.web import SlackApi
+
+CACHE_SECONDS = 600.0
+
+
+class Admins:
+    """TUTOR_ADMINS, plus workspace admins and owners (from users.info, cached for 10 min)."""
+
+    def __init__(self, api: SlackApi, listed: set[str]) -> None:
+        self.api = api
+        self.listed = listed
+        self.cache: dict[str, tuple[bool, float]] = {}
+
+    async def allows(self, user_id: str) -> bool:
+        if user_id in self.listed:
+            return True
+        cached = self.cache.get(user_id)
+        if cached and time.monotonic() - cached[1] < CACHE_SECONDS:
+            return cached[0]
+        try:
+            user = (await self.api.call("users.info", user=user_id))["user"]
+        except SlackApiError:
+            return False
+        allowed = bool(user.get("is_admin") or user.get("is_owner") or user.get("is_primary_owner"))
+        self.cache[user_id] = (allowed, time.monotonic())
+        return allowed

@@ -1,0 +1,118 @@
+"""`tutor run`: Bolt in Socket Mode and the looper in one process, sharing one store."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from typing import Any
+
+from aiohttp import ClientError
+from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
+from slack_bolt.app.async_app import AsyncApp
+from slack_sdk.errors import SlackApiError
+
+from bot.admins import Admins
+from bot.catchup import catch_up
+from bot.commands import TutorCommands
+from bot.events import EventHandlers
+from bot.formatting import RETRY_ACTION
+from bot.sink import SlackSink
+from bot.web import SlackApi, make_client, slack_error
+from looper.core import Tutor
+from looper.loop import Looper
+from looper.settings import MissingSetting, Settings
+from looper.store import Store, open_store
+
+log = logging.getLogger(__name__)
+SHUTDOWN_GRACE = 7.0  # answers in flight get this long; the process is gone within 10 s
+
+TOKEN_HELP = {
+    "SLACK_BOT_TOKEN": ("xoxb-", "OAuth & Permissions → Bot User OAuth Token"),
+    "SLACK_APP_TOKEN": ("xapp-", "Basic Information → App-Level Tokens (connections:write)"),
+}
+
+
+def token_problem(name: str, token: str, why: str) -> MissingSetting:
+    prefix, where = TOKEN_HELP[name]
+    return MissingSetting(f"{name} {why}: use the {prefix}… token from your app's page, {where}")
+
+
+async def check_tokens(settings: Settings) -> None:
+    """Stop with one clear line when a token is missing, malformed or rejected by Slack."""
+    for name, token in (
+        ("SLACK_BOT_TOKEN", settings.slack_bot_token),
+        ("SLACK_APP_TOKEN", settings.slack_app_token),
+    ):
+        if not token:
+            raise token_problem(name, token, "is not set")
+        if not token.startswith(TOKEN_HELP[name][0]):
+            raise token_problem(name, token, f"does not start with {TOKEN_HELP[name][0]}")
+    client = make_client(settings.slack_bot_token, settings.slack_api_url)
+    checks: list[tuple[str, Callable[[], Awaitable[Any]]]] = [
+        ("SLACK_BOT_TOKEN", client.auth_test),
+        (
+            "SLACK_APP_TOKEN",
+            lambda: client.apps_connections_open(app_token=settings.slack_app_token),
+        ),
+    ]
+    for name, call in checks:
+        try:
+            await call()
+        except SlackApiError as exc:
+            raise token_problem(name, "", f"was rejected by Slack ({slack_error(exc)})") from exc
+        except (ClientError, OSError) as exc:
+            raise MissingSetting(
+                f"cannot reach Slack at {settings.slack_api_url} ({exc}); check SLACK_API_URL"
+            ) from exc
+
+
+def build_app(tutor: Tutor, api: SlackApi, settings: Settings) -> AsyncApp:
+    app = AsyncApp(client=api.client, name="tutor")
+    events = EventHandlers(tutor)
+    app.command("/tutor")(TutorCommands(tutor, api, Admins(api, settings.admins)))
+    app.event("message")(events.on_message)
+    app.event("app_mention")(events.on_mention)
+    app.action(RETRY_ACTION)(events.on_retry)
+    return app
+
+
+async def run_bot(settings: Settings) -> None:
+    key = settings.require_openai_key()
+    await check_tokens(settings)
+    store = await open_store(settings.tutor_database_url)
+    try:
+        await serve(settings, store, key)
+    finally:
+        await store.close()
+
+
+async def serve(settings: Settings, store: Store, openai_key: str) -> None:
+    tutor = Tutor(store, settings.tutor_model)
+    api = SlackApi(make_client(settings.slack_bot_token, settings.slack_api_url))
+    app = build_app(tutor, api, settings)
+    looper = Looper.from_settings(settings, store, openai_key, SlackSink(api))
+    looper.grace_seconds = SHUTDOWN_GRACE
+    socket = AsyncSocketModeHandler(app, settings.slack_app_token)
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stopping.set)
+
+    await socket.connect_async()  # type: ignore[no-untyped-call]
+    answering = asyncio.create_task(looper.run(), name="looper")
+    window = timedelta(hours=settings.tutor_catchup_hours)
+    catching_up = asyncio.create_task(catch_up(tutor, api, window), name="catch-up")
+    log.warning("tutor is running (looper %s)", looper.owner)
+    await stopping.wait()
+
+    log.warning("stopping: no new work; answers in flight get %.0f s", SHUTDOWN_GRACE)
+    await socket.close_async()  # type: ignore[no-untyped-call]
+    catching_up.cancel()
+    looper.stop()
+    await answering
+    with contextlib.suppress(asyncio.CancelledError):
+        await catching_up

@@ -1,0 +1,99 @@
+"""Slack events that become questions: thread replies, mentions, DMs, and Retry clicks.
+
+Bolt already drops the bot's own events. Here: other bots' messages, edits, deletions and
+other subtypes are ignored; a Slack ts is stored with each question, so an event delivered
+twice (or as both `message` and `app_mention`) is asked once.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any
+
+from bot.places import asker, channel_place, thread_place
+from looper.core import Tutor
+from looper.models import NewMessage
+from looper.store import Conflict, StoreError
+
+log = logging.getLogger(__name__)
+QUESTION_SUBTYPES = {None, "thread_broadcast", "file_share"}
+MENTION = re.compile(r"<@[A-Z0-9]+>")
+
+
+def is_person_speaking(event: dict[str, Any]) -> bool:
+    return (
+        event.get("subtype") in QUESTION_SUBTYPES
+        and not event.get("bot_id")
+        and bool(event.get("user"))
+        and bool(without_mentions(event.get("text", "")))
+    )
+
+
+def without_mentions(text: str) -> str:
+    return MENTION.sub("", text).strip()
+
+
+class EventHandlers:
+    """Turns Slack messages into questions for the looper."""
+
+    def __init__(self, tutor: Tutor) -> None:
+        self.tutor = tutor
+
+    async def on_message(self, event: dict[str, Any], context: dict[str, Any]) -> None:
+        """A reply in a tutor thread is a question; in a DM every message is one."""
+        if not is_person_speaking(event):
+            return
+        thread_ts = event.get("thread_ts")
+        if thread_ts and thread_ts != event["ts"]:
+            if await self._ask_in_thread(event, thread_ts):
+                return
+        if event.get("channel_type") == "im":
+            await self._start(event, context, root=thread_ts or event["ts"])
+
+    async def on_mention(self, event: dict[str, Any], context: dict[str, Any]) -> None:
+        """A mention starts a conversation rooted at itself (or joins the thread it is in)."""
+        if not is_person_speaking(event):
+            return
+        thread_ts = event.get("thread_ts")
+        if thread_ts and await self._ask_in_thread(event, thread_ts):
+            return
+        await self._start(event, context, root=thread_ts or event["ts"])
+
+    async def _ask_in_thread(self, event: dict[str, Any], thread_ts: str) -> bool:
+        thread = await self.tutor.threads.by_slack(event["channel"], thread_ts)
+        if thread is None:
+            return False
+        await self.tutor.ask(
+            without_mentions(event["text"]),
+            thread.id,
+            metadata=asker(event["user"], event["ts"]),
+            external_id=event["ts"],
+        )
+        return True
+
+    async def _start(self, event: dict[str, Any], context: dict[str, Any], root: str) -> None:
+        channel = event["channel"]
+        team = event.get("team") or context.get("team_id") or ""
+        assistant = await self.tutor.assistant_for(channel_place(channel))
+        question = NewMessage(
+            content=without_mentions(event["text"]),
+            metadata=asker(event["user"], event["ts"]),
+            external_id=event["ts"],
+        )
+        try:
+            await self.tutor.start_thread(assistant, thread_place(team, channel, root), question)
+        except Conflict:  # the same event again, or message and app_mention for one post
+            await self._ask_in_thread(event, root)
+
+    async def on_retry(self, ack: Any, body: dict[str, Any], respond: Any) -> None:
+        """The Retry button under an error reply asks the thread's question again."""
+        await ack()
+        thread_id = (body.get("actions") or [{}])[0].get("value", "")
+        try:
+            retried = await self.tutor.retry(thread_id)
+        except StoreError as exc:
+            await respond(text=str(exc), response_type="ephemeral", replace_original=False)
+            return
+        text = "Asking again…" if retried else "That question has been answered already."
+        await respond(text=text, response_type="ephemeral", replace_original=False)

@@ -1,0 +1,102 @@
+"""What the bot writes into Slack: message metadata, long answers split, Block Kit."""
+
+from __future__ import annotations
+
+from typing import Any
+
+MARKDOWN_LIMIT = 12_000  # chat.* `markdown_text`
+PART_LIMIT = 11_000  # room for a closing code fence
+RETRY_ACTION = "tutor_retry"
+THINKING = "is thinking…"
+
+
+def thread_metadata(thread_id: str, assistant_id: str) -> dict[str, Any]:
+    """On a root message: which tutor thread this Slack thread is."""
+    return {
+        "event_type": "tutor_thread",
+        "event_payload": {"thread_id": thread_id, "assistant_id": assistant_id},
+    }
+
+
+def answer_metadata(thread_id: str, answers: int, part: int = 1) -> dict[str, Any]:
+    """On every answer message: the thread and the user message it answers."""
+    payload: dict[str, Any] = {"thread_id": thread_id, "answers": str(answers)}
+    if part > 1:
+        payload["part"] = part
+    return {"event_type": "tutor_answer", "event_payload": payload}
+
+
+def answers_of(message: dict[str, Any]) -> tuple[str, str, int] | None:
+    """(thread id, answered message id, part) of one of our answer messages, else None."""
+    metadata = message.get("metadata") or {}
+    if metadata.get("event_type") != "tutor_answer":
+        return None
+    payload = metadata.get("event_payload") or {}
+    return str(payload.get("thread_id")), str(payload.get("answers")), int(payload.get("part", 1))
+
+
+def split_markdown(text: str, limit: int = PART_LIMIT) -> list[str]:
+    """Split at line ends into parts of at most `limit` characters, losing nothing.
+
+    A code block cut in two is closed at the end of one part and reopened in the next.
+    """
+    parts: list[str] = []
+    current = ""
+    fence: str | None = None  # the opening line of a code block we are inside
+    for line in text.splitlines(keepends=True):
+        while len(line) > limit:  # a single line longer than a part: hard cut
+            room = limit - len(current)
+            current, line = current + line[:room], line[room:]
+            parts.append(current)
+            current = ""
+        closing = "\n```" if fence else ""
+        if current and len(current) + len(line) + len(closing) > limit:
+            parts.append(current.rstrip("\n") + closing)
+            current = fence + "\n" if fence else ""
+        current += line
+        if line.lstrip().startswith("```"):
+            fence = None if fence else line.strip()
+    if current or not parts:
+        parts.append(current)
+    return parts
+
+
+def split_after_streamed(text: str, streamed: int) -> list[str]:
+    """Parts of `text` whose first part begins with the `streamed` characters already shown."""
+    parts = split_markdown(text)
+    if streamed <= len(parts[0]) and parts[0].startswith(text[:streamed]):
+        return parts
+    return [text[:streamed], *split_markdown(text[streamed:])]
+
+
+def error_blocks(error: str, thread_id: str) -> list[dict[str, Any]]:
+    return [
+        {
+            "type": "section",
+            "block_id": "tutor_error",
+            "text": {"type": "mrkdwn", "text": f":warning: {error}"},
+        },
+        {
+            "type": "actions",
+            "block_id": RETRY_ACTION,
+            "elements": [
+                {
+                    "type": "button",
+                    "action_id": RETRY_ACTION,
+                    "text": {"type": "plain_text", "text": "Retry"},
+                    "value": thread_id,
+                }
+            ],
+        },
+    ]
+
+
+def error_metadata(thread_id: str, answers: int) -> dict[str, Any]:
+    return {
+        "event_type": "tutor_error",
+        "event_payload": {"thread_id": thread_id, "answers": str(answers)},
+    }
+
+
+def permalink_fallback(channel: str, ts: str) -> str:
+    return f"https://slack.com/archives/{channel}/p{ts.replace('.', '')}"

@@ -1,0 +1,95 @@
+"""The bot's Web API calls: paced, with Slack's 429s waited out and transient errors retried."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from slack_sdk.errors import SlackApiError
+from slack_sdk.http_retry.builtin_async_handlers import AsyncConnectionErrorRetryHandler
+from slack_sdk.web.async_client import AsyncWebClient
+from slack_sdk.web.async_slack_response import AsyncSlackResponse
+
+from bot.pacing import Pacer
+
+log = logging.getLogger(__name__)
+ATTEMPTS = 4
+
+
+def make_client(token: str, base_url: str) -> AsyncWebClient:
+    """A WebClient on `SLACK_API_URL` (slack_sdk has no environment variable for it)."""
+    client = AsyncWebClient(token=token, base_url=base_url, timeout=30)
+    client.retry_handlers = [AsyncConnectionErrorRetryHandler(max_retry_count=2)]
+    return client
+
+
+class SlackApi:
+    """Calls Web API methods by name through the pacer.
+
+    `call` waits for budget; `call_if_budget` skips the call (returns None) when spending it
+    now would exceed the method's tier. A 429 empties that method's budget for Retry-After and
+    the call is tried again; 5xx answers are retried with backoff; errors Slack reports with
+    `ok: false` raise SlackApiError at once.
+    """
+
+    def __init__(self, client: AsyncWebClient, pacer: Pacer | None = None) -> None:
+        self.client = client
+        self.pacer = pacer or Pacer()
+        self.counts: dict[str, int] = {}
+
+    async def call(self, method: str, prepaid: bool = False, **args: Any) -> AsyncSlackResponse:
+        """Call `method`, waiting for its budget (unless `prepaid` by `call_if_budget`'s `also`)."""
+        channel = str(args.get("channel") or args.get("channel_id") or "")
+        for attempt in range(1, ATTEMPTS + 1):
+            if not prepaid or attempt > 1:
+                await self.pacer.wait(method, channel)
+            try:
+                return await self._send(method, args)
+            except SlackApiError as exc:
+                status = exc.response.status_code
+                if attempt == ATTEMPTS or not (status == 429 or status >= 500):
+                    raise
+                if status == 429:  # the pacer now waits Retry-After before the next try
+                    log.warning(
+                        "Slack rate-limited %s (Retry-After %s)", method, self._delay(exc, 1)
+                    )
+                    self.pacer.rate_limited(method, channel, self._delay(exc, attempt))
+                else:
+                    await asyncio.sleep(self._delay(exc, attempt))
+        raise AssertionError("unreachable")
+
+    async def call_if_budget(
+        self, method: str, also: tuple[str, ...] = (), **args: Any
+    ) -> AsyncSlackResponse | None:
+        """Call `method` only if it (and the later calls in `also`) fit the budget now."""
+        channel = str(args.get("channel") or args.get("channel_id") or "")
+        if not self.pacer.try_take(method, *also, channel=channel):
+            return None
+        try:
+            return await self._send(method, args)
+        except SlackApiError as exc:
+            if exc.response.status_code == 429:
+                self.pacer.rate_limited(method, channel, self._delay(exc, 1))
+                return None
+            raise
+
+    async def _send(self, method: str, args: dict[str, Any]) -> AsyncSlackResponse:
+        self.counts[method] = self.counts.get(method, 0) + 1
+        function = getattr(self.client, method.replace(".", "_"))
+        response: AsyncSlackResponse = await function(**args)
+        return response
+
+    @staticmethod
+    def _delay(exc: SlackApiError, attempt: int) -> float:
+        retry_after = exc.response.headers.get("Retry-After") or exc.response.headers.get(
+            "retry-after"
+        )
+        try:
+            return float(retry_after) if retry_after else 0.5 * 2.0 ** (attempt - 1)
+        except ValueError:
+            return 0.5 * 2.0 ** (attempt - 1)
+
+
+def slack_error(exc: SlackApiError) -> str:
+    return str(exc.response.get("error") or exc.response.status_code)

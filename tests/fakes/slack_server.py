@@ -1,0 +1,767 @@
+"""A fake Slack on 127.0.0.1: the Web API over HTTP and Socket Mode over WebSocket.
+
+Built from Slack's method specs (`shared/slack/api-ref/methods/*.json`): each method checks the
+token prefix and the spec's required arguments, answers with errors named in the spec, and
+counts calls against the spec's rate tier. It keeps channels and messages (with `ts`,
+`thread_ts`, `metadata`, streaming state), delivers the bot's own posts back as events like
+Slack does, and hands Socket Mode envelopes to one connected client at random, recording
+each ack and its latency.
+
+Switches: `fail_next(method, status=429, retry_after=1)` answers the next calls of a method
+with an error; `enforce_tiers=True` answers 429 when a method goes over its tier (token
+buckets: a tier's per-minute count, refilled evenly; `chat.postMessage` per channel);
+`refuse_status=True` makes `assistant.threads.setStatus` fail as outside an AI thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import random
+import threading
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl
+
+from aiohttp import WSMsgType, web
+
+SPECS = Path(__file__).resolve().parents[3] / "shared" / "slack" / "api-ref" / "methods"
+BOT_TOKEN = "xoxb-fake-bot-token"
+APP_TOKEN = "xapp-fake-app-token"
+TEAM = "T0FAKE0001"
+BOT_USER = "U0TUTORBOT"
+BOT_ID = "B0TUTORBOT"
+APP_ID = "A0TUTORAPP"
+PER_MINUTE = {"t1": 1, "t2": 20, "t3": 50, "t4": 100}
+POST_PER_CHANNEL_BURST = 3
+MARKDOWN_LIMIT = 12_000
+
+
+def load_specs(folder: Path = SPECS) -> dict[str, dict[str, Any]]:
+    return {path.stem: json.loads(path.read_text()) for path in sorted(folder.glob("*.json"))}
+
+
+class SlackError(Exception):
+    def __init__(self, error: str, **extra: Any) -> None:
+        super().__init__(error)
+        self.error = error
+        self.extra = extra
+
+
+@dataclass
+class Call:
+    method: str
+    args: dict[str, Any]
+    at: float
+    status: int = 200
+    error: str | None = None
+
+
+@dataclass
+class Envelope:
+    envelope_id: str
+    type: str
+    payload: dict[str, Any]
+    sent_at: float
+    acked_at: float | None = None
+    ack_payload: dict[str, Any] | None = None
+
+    @property
+    def ack_latency(self) -> float | None:
+        return None if self.acked_at is None else self.acked_at - self.sent_at
+
+
+@dataclass
+class Bucket:
+    """`capacity` calls at once, refilled at `per_second`."""
+
+    capacity: float
+    per_second: float
+    tokens: float = -1.0
+    updated: float = 0.0
+
+    def take(self, now: float) -> float:
+        """0 when a call may go now, else the seconds until it may."""
+        if self.tokens < 0:
+            self.tokens, self.updated = self.capacity, now
+        self.tokens = min(self.capacity, self.tokens + (now - self.updated) * self.per_second)
+        self.updated = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return 0.0
+        return (1 - self.tokens) / self.per_second
+
+
+@dataclass
+class FakeSlack:
+    specs: dict[str, dict[str, Any]] = field(default_factory=load_specs)
+    enforce_tiers: bool = False
+    refuse_status: bool = False
+    users: dict[str, dict[str, Any]] = field(default_factory=dict)
+    channels: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    calls: list[Call] = field(default_factory=list)
+    envelopes: dict[str, Envelope] = field(default_factory=dict)
+    responses: list[dict[str, Any]] = field(default_factory=list)  # to response_url
+    statuses: list[dict[str, Any]] = field(default_factory=list)  # setStatus calls that worked
+    base_url: str = ""
+
+    def __post_init__(self) -> None:
+        self._lock = threading.RLock()
+        self._changed = threading.Condition(self._lock)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._sockets: list[web.WebSocketResponse] = []
+        self._connected: asyncio.Event | None = None
+        self._forced: dict[str, list[tuple[int, float | None, str]]] = defaultdict(list)
+        self._buckets: dict[tuple[str, str], Bucket] = {}
+        self._clock = itertools.count(1)
+        self._started = threading.Event()
+        self.add_user("U0ADMIN001", is_admin=True)
+        self.add_user("U0STUDENT1")
+        self.add_user("U0STUDENT2")
+        self.add_user("U0OTHERBOT", is_bot=True)
+
+    # ---- set-up and inspection from the test thread
+    def add_user(self, user_id: str, is_admin: bool = False, is_bot: bool = False) -> None:
+        self.users[user_id] = {
+            "id": user_id,
+            "team_id": TEAM,
+            "name": user_id.lower(),
+            "is_admin": is_admin,
+            "is_owner": False,
+            "is_primary_owner": False,
+            "is_bot": is_bot,
+            "deleted": False,
+        }
+
+    def add_channel(self, channel: str) -> None:
+        with self._lock:
+            self.channels.setdefault(channel, [])
+
+    def fail_next(
+        self, method: str, status: int = 429, retry_after: float | None = 1, error: str = ""
+    ) -> None:
+        """The next call of `method` fails: HTTP `status` (429: rate limited), or ok=false."""
+        with self._lock:
+            self._forced[method].append((status, retry_after, error or "ratelimited"))
+
+    def wait_until(self, check: Callable[[], Any], timeout: float = 15.0) -> Any:
+        """Block until `check()` is truthy (re-checked at every change) and return it."""
+        with self._changed:
+            result = self._changed.wait_for(check, timeout)
+            if not result:
+                raise TimeoutError("the fake Slack never reached the expected state")
+            return result
+
+    def _notify(self) -> None:
+        with self._changed:
+            self._changed.notify_all()
+
+    def messages(self, channel: str) -> list[dict[str, Any]]:
+        with self._lock:
+            return [dict(m) for m in self.channels.get(channel, [])]
+
+    def replies(self, channel: str, thread_ts: str) -> list[dict[str, Any]]:
+        """The thread's replies (not the root), oldest first."""
+        return [
+            m
+            for m in self.messages(channel)
+            if m.get("thread_ts") == thread_ts and m["ts"] != thread_ts
+        ]
+
+    def calls_of(self, method: str) -> list[Call]:
+        with self._lock:
+            return [c for c in self.calls if c.method == method]
+
+    # ---- what users do
+    def next_ts(self) -> str:
+        now = time.time()
+        return f"{int(now)}.{next(self._clock) % 1_000_000:06d}"
+
+    def slash(self, user: str, channel: str, text: str, command: str = "/tutor") -> str:
+        """A user runs a slash command; returns the envelope id."""
+        self.add_channel(channel)
+        token = uuid.uuid4().hex
+        payload = {
+            "token": "verification-token",
+            "team_id": TEAM,
+            "team_domain": "fake",
+            "channel_id": channel,
+            "channel_name": channel.lower(),
+            "user_id": user,
+            "user_name": user.lower(),
+            "command": command,
+            "text": text,
+            "api_app_id": APP_ID,
+            "is_enterprise_install": "false",
+            "response_url": f"{self.root_url}/response/{token}",
+            "trigger_id": f"trigger.{token}",
+        }
+        return self.send_envelope("slash_commands", payload, accepts_response_payload=True)
+
+    def user_says(
+        self,
+        user: str,
+        channel: str,
+        text: str,
+        thread_ts: str | None = None,
+        bot_id: str | None = None,
+        deliver: bool = True,
+    ) -> str:
+        """A person (or another bot) posts a message; Slack sends the events. Returns its ts."""
+        self.add_channel(channel)
+        message: dict[str, Any] = {
+            "type": "message",
+            "user": user,
+            "text": text,
+            "ts": self.next_ts(),
+        }
+        if thread_ts:
+            message["thread_ts"] = thread_ts
+        if bot_id:
+            message["bot_id"] = bot_id
+        with self._lock:
+            self.channels[channel].append(message)
+        self._notify()
+        if deliver:
+            self.deliver_message_events(channel, message)
+        return str(message["ts"])
+
+    def deliver_message_events(self, channel: str, message: dict[str, Any]) -> None:
+        kind = "im" if channel.startswith("D") else "channel"
+        event = {**message, "channel": channel, "event_ts": message["ts"], "channel_type": kind}
+        self.send_event(event)
+        if f"<@{BOT_USER}>" in message.get("text", "") and kind != "im":
+            mention = {k: v for k, v in event.items() if k != "channel_type"}
+            self.send_event({**mention, "type": "app_mention"})
+
+    def edit(self, user: str, channel: str, ts: str, text: str) -> None:
+        with self._lock:
+            message = self._find(channel, ts)
+            previous = dict(message)
+            message["text"] = text
+            message["edited"] = {"user": user, "ts": self.next_ts()}
+        self.send_event(
+            {
+                "type": "message",
+                "subtype": "message_changed",
+                "channel": channel,
+                "hidden": True,
+                "message": dict(message),
+                "previous_message": previous,
+                "ts": self.next_ts(),
+                "event_ts": self.next_ts(),
+                "channel_type": "channel",
+            }
+        )
+
+    def delete(self, channel: str, ts: str) -> None:
+        with self._lock:
+            message = self._find(channel, ts)
+            self.channels[channel].remove(message)
+        self.send_event(
+            {
+                "type": "message",
+                "subtype": "message_deleted",
+                "channel": channel,
+                "hidden": True,
+                "deleted_ts": ts,
+                "previous_message": message,
+                "ts": self.next_ts(),
+                "event_ts": self.next_ts(),
+                "channel_type": "channel",
+            }
+        )
+
+    def click(self, user: str, channel: str, message_ts: str, action_id: str, value: str) -> str:
+        """A user clicks a Block Kit button."""
+        with self._lock:
+            message = dict(self._find(channel, message_ts))
+        payload = {
+            "type": "block_actions",
+            "team": {"id": TEAM, "domain": "fake"},
+            "user": {"id": user, "team_id": TEAM},
+            "api_app_id": APP_ID,
+            "container": {"type": "message", "message_ts": message_ts, "channel_id": channel},
+            "channel": {"id": channel},
+            "message": message,
+            "trigger_id": f"trigger.{uuid.uuid4().hex}",
+            "response_url": f"{self.root_url}/response/{uuid.uuid4().hex}",
+            "actions": [
+                {
+                    "type": "button",
+                    "action_id": action_id,
+                    "block_id": "tutor_retry",
+                    "value": value,
+                    "action_ts": str(time.time()),
+                }
+            ],
+        }
+        return self.send_envelope("interactive", payload, accepts_response_payload=False)
+
+    def send_event(self, event: dict[str, Any]) -> str:
+        payload = {
+            "token": "verification-token",
+            "team_id": TEAM,
+            "api_app_id": APP_ID,
+            "event": event,
+            "type": "event_callback",
+            "event_id": f"Ev{uuid.uuid4().hex[:10].upper()}",
+            "event_time": int(time.time()),
+            "authorizations": [
+                {
+                    "team_id": TEAM,
+                    "user_id": BOT_USER,
+                    "is_bot": True,
+                    "is_enterprise_install": False,
+                }
+            ],
+            "is_ext_shared_channel": False,
+        }
+        return self.send_envelope(
+            "events_api", payload, retry_attempt=0, retry_reason="", accepts_response_payload=False
+        )
+
+    def send_envelope(self, kind: str, payload: dict[str, Any], **extra: Any) -> str:
+        envelope_id = str(uuid.uuid4())
+        body = {"envelope_id": envelope_id, "type": kind, "payload": payload, **extra}
+        with self._lock:
+            self.envelopes[envelope_id] = Envelope(envelope_id, kind, payload, time.monotonic())
+        assert self._loop is not None
+        asyncio.run_coroutine_threadsafe(self._send(body), self._loop)
+        return envelope_id
+
+    def wait_ack(self, envelope_id: str, timeout: float = 10.0) -> dict[str, Any]:
+        envelope = self.wait_until(
+            lambda: (
+                self.envelopes[envelope_id].acked_at is not None and self.envelopes[envelope_id]
+            ),
+            timeout,
+        )
+        return envelope.ack_payload or {}
+
+    def wait_connected(self, count: int = 1, timeout: float = 15.0) -> None:
+        self.wait_until(lambda: len(self._sockets) >= count, timeout)
+
+    @property
+    def connected(self) -> int:
+        return len(self._sockets)
+
+    # ---- Socket Mode
+    async def _send(self, body: dict[str, Any]) -> None:
+        await self._some_socket().wait()  # Slack queues envelopes until an app connects
+        socket = random.choice(self._sockets)
+        with self._lock:
+            self.envelopes[body["envelope_id"]].sent_at = time.monotonic()
+        try:
+            await socket.send_json(body)
+        except ConnectionError:
+            await asyncio.sleep(0.01)
+            await self._send(body)
+
+    async def _link(self, request: web.Request) -> web.WebSocketResponse:
+        socket = web.WebSocketResponse(heartbeat=None)
+        await socket.prepare(request)
+        await socket.send_json(
+            {
+                "type": "hello",
+                "num_connections": len(self._sockets) + 1,
+                "debug_info": {"host": "fake-slack", "approximate_connection_time": 3600},
+                "connection_info": {"app_id": APP_ID},
+            }
+        )
+        self._sockets.append(socket)
+        self._some_socket().set()
+        self._notify()
+        try:
+            async for message in socket:
+                if message.type == WSMsgType.TEXT:
+                    self._acked(json.loads(message.data))
+        finally:
+            if socket in self._sockets:
+                self._sockets.remove(socket)
+            if not self._sockets:
+                self._some_socket().clear()
+            self._notify()
+        return socket
+
+    def _some_socket(self) -> asyncio.Event:
+        """Set while at least one app connection is open (used on the server's loop)."""
+        if self._connected is None:
+            self._connected = asyncio.Event()
+        return self._connected
+
+    def _acked(self, ack: dict[str, Any]) -> None:
+        with self._lock:
+            envelope = self.envelopes.get(ack.get("envelope_id", ""))
+            if envelope is not None and envelope.acked_at is None:
+                envelope.acked_at = time.monotonic()
+                envelope.ack_payload = ack.get("payload")
+        self._notify()
+
+    async def disconnect_all(self) -> None:
+        for socket in list(self._sockets):
+            await socket.close()
+
+    # ---- the Web API
+    async def _api(self, request: web.Request) -> web.Response:
+        method = request.match_info["method"]
+        args = await self._arguments(request)
+        call = Call(method, args, time.monotonic())
+        with self._lock:
+            self.calls.append(call)
+        try:
+            limited = self._rate_limited(method, args)
+            if limited is not None:
+                call.status, call.error = 429, "ratelimited"
+                return web.json_response(
+                    {"ok": False, "error": "ratelimited"},
+                    status=429,
+                    headers={"Retry-After": str(max(1, round(limited)))},
+                )
+            result = self._dispatch(method, args, request)
+        except SlackError as exc:
+            call.error = exc.error
+            return web.json_response({"ok": False, "error": exc.error, **exc.extra})
+        finally:
+            self._notify()
+        return web.json_response({"ok": True, **result})
+
+    async def _arguments(self, request: web.Request) -> dict[str, Any]:
+        args: dict[str, Any] = dict(request.query)
+        raw = await request.read()
+        if request.content_type == "application/json" and raw:
+            args.update(json.loads(raw))
+        elif raw:
+            args.update(parse_qsl(raw.decode(), keep_blank_values=True))
+        for key in ("metadata", "blocks", "prompts", "loading_messages"):
+            if isinstance(args.get(key), str) and args[key]:
+                try:
+                    args[key] = json.loads(args[key])
+                except json.JSONDecodeError:
+                    args[key] = {"unparseable": args[key]}
+        auth = request.headers.get("Authorization", "")
+        if auth.startswith("Bearer "):
+            args.setdefault("token", auth.removeprefix("Bearer "))
+        return args
+
+    def _rate_limited(self, method: str, args: dict[str, Any]) -> float | None:
+        with self._lock:
+            forced = self._forced.get(method)
+            if forced:
+                status, retry_after, error = forced.pop(0)
+                if status == 429:
+                    return retry_after or 1
+                raise SlackError(error)
+            if not self.enforce_tiers:
+                return None
+            now = time.monotonic()
+            if method == "chat.postMessage":
+                key = (method, str(args.get("channel")))
+                bucket = self._buckets.setdefault(key, Bucket(POST_PER_CHANNEL_BURST, 1.0))
+            else:
+                per_minute = PER_MINUTE.get(self.specs[method].get("rate_limits", ""))
+                if per_minute is None:
+                    return None
+                bucket = self._buckets.setdefault(
+                    (method, TEAM), Bucket(per_minute, per_minute / 60)
+                )
+            wait = bucket.take(now)
+            return wait or None
+
+    def _dispatch(self, method: str, args: dict[str, Any], request: web.Request) -> dict[str, Any]:
+        spec = self.specs.get(method)
+        if spec is None:
+            raise SlackError("unknown_method")
+        token = str(args.get("token", ""))
+        wanted = APP_TOKEN if method == "apps.connections.open" else BOT_TOKEN
+        if not token:
+            raise SlackError("not_authed")
+        if token != wanted:
+            raise SlackError(
+                "invalid_auth" if token[:5] == wanted[:5] else "not_allowed_token_type"
+            )
+        missing = [a for a in spec["args"].get("required", []) if a != "token" and a not in args]
+        if missing:
+            raise SlackError(
+                "invalid_arguments",
+                response_metadata={"messages": [f"[ERROR] missing required field: {missing[0]}"]},
+            )
+        handler = getattr(self, "_" + method.replace(".", "_"), None)
+        if handler is None:
+            raise SlackError("not_implemented")
+        with self._lock:
+            result: dict[str, Any] = handler(args, request)
+        return result
+
+    def _channel(self, args: dict[str, Any], key: str = "channel") -> list[dict[str, Any]]:
+        channel = str(args.get(key, ""))
+        if channel not in self.channels:
+            raise SlackError("channel_not_found")
+        return self.channels[channel]
+
+    def _find(self, channel: str, ts: str) -> dict[str, Any]:
+        for message in self.channels.get(channel, []):
+            if message["ts"] == ts:
+                return message
+        raise SlackError("message_not_found")
+
+    @staticmethod
+    def _check_metadata(args: dict[str, Any]) -> dict[str, Any] | None:
+        metadata = args.get("metadata")
+        if metadata in (None, ""):
+            return None
+        if not (
+            isinstance(metadata, dict)
+            and isinstance(metadata.get("event_type"), str)
+            and isinstance(metadata.get("event_payload"), dict)
+        ):
+            raise SlackError("invalid_metadata_format")
+        return metadata
+
+    @staticmethod
+    def _check_text(args: dict[str, Any], required: bool = True) -> None:
+        markdown = args.get("markdown_text")
+        if markdown and (args.get("text") or args.get("blocks")):
+            raise SlackError("markdown_text_conflict")
+        if markdown and len(markdown) > MARKDOWN_LIMIT:
+            raise SlackError("msg_too_long")
+        if required and not (args.get("text") or markdown or args.get("blocks")):
+            raise SlackError("no_text")
+
+    def _new_bot_message(self, args: dict[str, Any], channel: str) -> dict[str, Any]:
+        message: dict[str, Any] = {
+            "type": "message",
+            "user": BOT_USER,
+            "bot_id": BOT_ID,
+            "app_id": APP_ID,
+            "ts": self.next_ts(),
+            "text": args.get("text") or args.get("markdown_text") or "",
+        }
+        for key in ("blocks", "thread_ts"):
+            if args.get(key):
+                message[key] = args[key]
+        metadata = self._check_metadata(args)
+        if metadata:
+            message["metadata"] = metadata
+        if message.get("thread_ts"):
+            self._find(channel, message["thread_ts"])  # a reply needs its parent
+        self.channels[channel].append(message)
+        return message
+
+    def _echo(self, channel: str, message: dict[str, Any]) -> None:
+        """Slack sends an app its own posts back as message events."""
+        assert self._loop is not None
+        self._loop.call_soon(self.deliver_message_events, channel, dict(message))
+
+    # each method: arguments in, the fields of a successful answer out
+    def _auth_test(self, args: dict[str, Any], request: web.Request) -> dict[str, Any]:
+        return {
+            "url": f"{self.root_url}/",
+            "team": "Fake School",
+            "user": "tutor",
+            "team_id": TEAM,
+            "user_id": BOT_USER,
+            "bot_id": BOT_ID,
+            "app_id": APP_ID,
+            "is_enterprise_install": False,
+        }
+
+    def _apps_connections_open(self, args: dict[str, Any], request: web.Request) -> dict[str, Any]:
+        host = self.root_url.removeprefix("http://")
+        return {"url": f"ws://{host}/link/?ticket={uuid.uuid4().hex}&app_id={APP_ID}"}
+
+    def _chat_postMessage(self, args: dict[str, Any], request: web.Request) -> dict[str, Any]:
+        self._channel(args)
+        self._check_text(args)
+        message = self._new_bot_message(args, args["channel"])
+        self._echo(args["channel"], message)
+        return {"channel": args["channel"], "ts": message["ts"], "message": dict(message)}
+
+    def _chat_update(self, args: dict[str, Any], request: web.Request) -> dict[str, Any]:
+        self._channel(args)
+        message = self._find(args["channel"], args["ts"])
+        if message.get("bot_id") != BOT_ID:
+            raise SlackError("cant_update_message")
+        if message.get("streaming"):
+            raise SlackError("streaming_state_conflict")
+        self._check_text(args)
+        message["text"] = args.get("text") or args.get("markdown_text") or ""
+        message["blocks"] = args.get("blocks") or []
+        metadata = self._check_metadata(args)
+        if metadata:
+            message["metadata"] = metadata
+        message["edited"] = {"user": BOT_USER, "ts": self.next_ts()}
+        return {"channel": args["channel"], "ts": message["ts"], "text": message["text"]}
+
+    def _chat_delete(self, args: dict[str, Any], request: web.Request) -> dict[str, Any]:
+        messages = self._channel(args)
+        message = self._find(args["channel"], args["ts"])
+        if message.get("bot_id") != BOT_ID:
+            raise SlackError("cant_delete_message")
+        messages.remove(message)
+        return {"channel": args["channel"], "ts": args["ts"]}
+
+    def _chat_startStream(self, args: dict[str, Any], request: web.Request) -> dict[str, Any]:
+        self._channel(args)
+        if not args["channel"].startswith("D"):
+            if not args.get("recipient_user_id"):
+                raise SlackError("missing_recipient_user_id")
+            if not args.get("recipient_team_id"):
+                raise SlackError("missing_recipient_team_id")
+        if args.get("recipient_user_id") and args["recipient_user_id"] not in self.users:
+            raise SlackError("user_not_found")
+        self._check_text(args, required=False)
+        message = self._new_bot_message(args, args["channel"])
+        message["text"] = args.get("markdown_text") or ""
+        message["streaming"] = True
+        return {"channel": args["channel"], "ts": message["ts"]}
+
+    def _streaming(self, args: dict[str, Any]) -> dict[str, Any]:
+        self._channel(args)
+        message = self._find(args["channel"], args["ts"])
+        if message.get("bot_id") != BOT_ID:
+            raise SlackError("message_not_owned_by_app")
+        if not message.get("streaming"):
+            raise SlackError("message_not_in_streaming_state")
+        return message
+
+    def _chat_appendStream(self, args: dict[str, Any], request: web.Request) -> dict[str, Any]:
+        message = self._streaming(args)
+        self._check_text(args)
+        message["text"] += args["markdown_text"]
+        return {"channel": args["channel"], "ts": message["ts"]}
+
+    def _chat_stopStream(self, args: dict[str, Any], request: web.Request) -> dict[str, Any]:
+        message = self._streaming(args)
+        self._check_text(args, required=False)
+        message["text"] += args.get("markdown_text") or ""
+        if args.get("blocks"):
+            message["blocks"] = args["blocks"]
+        metadata = self._check_metadata(args)
+        if metadata:
+            message["metadata"] = metadata
+        message["streaming"] = False
+        self._echo(args["channel"], message)
+        return {"channel": args["channel"], "ts": message["ts"], "message": dict(message)}
+
+    def _chat_postEphemeral(self, args: dict[str, Any], request: web.Request) -> dict[str, Any]:
+        self._channel(args)
+        self._check_text(args)
+        self.responses.append({"channel": args["channel"], "user": args["user"], **args})
+        return {"message_ts": self.next_ts()}
+
+    def _chat_getPermalink(self, args: dict[str, Any], request: web.Request) -> dict[str, Any]:
+        self._channel(args)
+        message = self._find(args["channel"], args["message_ts"])
+        link = f"{self.root_url}/archives/{args['channel']}/p{message['ts'].replace('.', '')}"
+        if message.get("thread_ts") and message["thread_ts"] != message["ts"]:
+            link += f"?thread_ts={message['thread_ts']}&cid={args['channel']}"
+        return {"channel": args["channel"], "permalink": link}
+
+    def _conversations_replies(self, args: dict[str, Any], request: web.Request) -> dict[str, Any]:
+        messages = self._channel(args)
+        root = self._find(args["channel"], args["ts"])
+        thread_ts = root.get("thread_ts", root["ts"])
+        oldest = float(args.get("oldest") or 0)
+        inclusive = str(args.get("inclusive", "0")).lower() in ("1", "true")
+        limit = int(args.get("limit") or 1000)
+        start = int(args.get("cursor") or 0)
+        thread = [m for m in messages if m["ts"] == thread_ts or m.get("thread_ts") == thread_ts]
+        thread.sort(key=lambda m: float(m["ts"]))
+        if oldest:
+            thread = [
+                m
+                for m in thread
+                if float(m["ts"]) > oldest or (inclusive and float(m["ts"]) == oldest)
+            ]
+        page = thread[start : start + limit]
+        with_metadata = str(args.get("include_all_metadata", "0")).lower() in ("1", "true")
+        shown = [{k: v for k, v in m.items() if k != "metadata" or with_metadata} for m in page]
+        more = start + limit < len(thread)
+        return {
+            "messages": shown,
+            "has_more": more,
+            "response_metadata": {"next_cursor": str(start + limit) if more else ""},
+        }
+
+    def _users_info(self, args: dict[str, Any], request: web.Request) -> dict[str, Any]:
+        user = self.users.get(str(args["user"]))
+        if user is None:
+            raise SlackError("user_not_found")
+        return {"user": dict(user)}
+
+    def _assistant_threads_setStatus(
+        self, args: dict[str, Any], request: web.Request
+    ) -> dict[str, Any]:
+        messages = self._channel(args, "channel_id")
+        if self.refuse_status:
+            raise SlackError("channel_not_found", detail="not an assistant thread")
+        if not any(m["ts"] == args["thread_ts"] for m in messages):
+            raise SlackError("invalid_thread_ts")
+        self.statuses.append(dict(args))
+        return {}
+
+    def _conversations_info(self, args: dict[str, Any], request: web.Request) -> dict[str, Any]:
+        self._channel(args)
+        channel = str(args["channel"])
+        return {
+            "channel": {"id": channel, "is_im": channel.startswith("D"), "name": channel.lower()}
+        }
+
+    async def _response_url(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        with self._lock:
+            self.responses.append({"response_url": request.path, **body})
+        self._notify()
+        return web.Response(text="ok")
+
+    async def _permalink(self, request: web.Request) -> web.Response:
+        channel = request.match_info["channel"]
+        digits = request.match_info["digits"]
+        with self._lock:
+            for message in self.channels.get(channel, []):
+                if message["ts"].replace(".", "") == digits:
+                    return web.json_response(message)
+        return web.Response(status=404, text="no such message")
+
+    # ---- running it
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_route("*", "/api/{method}", self._api)
+        app.router.add_get("/link/", self._link)
+        app.router.add_post("/response/{token}", self._response_url)
+        app.router.add_get("/archives/{channel}/p{digits}", self._permalink)
+        return app
+
+    @property
+    def root_url(self) -> str:
+        return self.base_url.removesuffix("/api/")
+
+    def start(self, port: int = 0) -> FakeSlack:
+        threading.Thread(target=self._serve, args=(port,), daemon=True).start()
+        if not self._started.wait(10):
+            raise RuntimeError("the fake Slack did not start")
+        return self
+
+    def _serve(self, port: int) -> None:
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+        runner = web.AppRunner(self.app(), access_log=None)
+        loop.run_until_complete(runner.setup())
+        site = web.TCPSite(runner, "127.0.0.1", port, backlog=4096)
+        loop.run_until_complete(site.start())
+        bound = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.base_url = f"http://127.0.0.1:{bound}/api/"
+        self._started.set()
+        loop.run_forever()
+
+    def stop(self) -> None:
+        if self._loop is not None:
+            asyncio.run_coroutine_threadsafe(self.disconnect_all(), self._loop).result(5)
+            self._loop.call_soon_threadsafe(self._loop.stop)

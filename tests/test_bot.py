@@ -1,0 +1,341 @@
+"""`tutor run` as a real process: real Bolt and slack_sdk against the fake Slack (Web API and
+Socket Mode), the real openai client against the fake OpenAI."""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import time
+import urllib.request
+from typing import Any
+
+import pytest
+
+from tests.conftest import Bot
+from tests.fakes.openai_server import FakeOpenAI, Fault
+from tests.fakes.slack_server import BOT_ID, BOT_USER, TEAM, FakeSlack
+
+CLASS = "C0CLASS001"
+STUDENT = "U0STUDENT1"
+ADMIN = "U0ADMIN001"
+PHYSICS = (
+    "You are an acclaimed Physics Tutor for a top rated high school in the Bay Area of "
+    "California, USA."
+)
+
+
+def answers(slack: FakeSlack, channel: str, root: str) -> list[dict[str, Any]]:
+    """Finished answer messages in a thread, oldest first."""
+    return [
+        m
+        for m in slack.replies(channel, root)
+        if (m.get("metadata") or {}).get("event_type") == "tutor_answer" and not m.get("streaming")
+    ]
+
+
+def wait_answers(slack: FakeSlack, channel: str, root: str, count: int) -> list[dict[str, Any]]:
+    return list(
+        slack.wait_until(
+            lambda: len(found := answers(slack, channel, root)) >= count and found, timeout=20
+        )
+    )
+
+
+def ask(slack: FakeSlack, question: str, user: str = STUDENT, channel: str = CLASS) -> str:
+    """/tutor ask; returns the ts of the root message the bot posts."""
+    before = len(slack.messages(channel))
+    assert slack.wait_ack(slack.slash(user, channel, f"ask {question}")) == {}
+    root = slack.wait_until(lambda: len(slack.messages(channel)) > before)
+    assert root
+    return str(slack.messages(channel)[before]["ts"])
+
+
+def ephemeral(slack: FakeSlack, user: str, text: str, channel: str = CLASS) -> str:
+    """Run a /tutor subcommand and return the ephemeral text it answers with."""
+    seen = len(slack.responses)
+    ack = slack.wait_ack(slack.slash(user, channel, text))
+    if ack.get("text"):
+        return str(ack["text"])
+    slack.wait_until(lambda: len(slack.responses) > seen)
+    response = slack.responses[seen]
+    assert response["response_type"] == "ephemeral"
+    return str(response["text"])
+
+
+def user_turns(request_body: dict[str, Any]) -> list[str]:
+    return [m["content"] for m in request_body["messages"] if m["role"] == "user"]
+
+
+def test_seed_flow_in_slack(bot: Bot, fake_slack: FakeSlack, fake_openai: FakeOpenAI) -> None:
+    bot.start()
+    root = ask(fake_slack, "How did the universe begin?")
+    first = wait_answers(fake_slack, CLASS, root, 1)
+    fake_slack.user_says(STUDENT, CLASS, "what models?", thread_ts=root)
+    wait_answers(fake_slack, CLASS, root, 2)
+    fake_slack.user_says(STUDENT, CLASS, "what experiments?", thread_ts=root)
+    final = wait_answers(fake_slack, CLASS, root, 3)
+    assert first[0]["ts"] == final[0]["ts"]
+
+    [root_message] = [m for m in fake_slack.messages(CLASS) if m["ts"] == root]
+    assert root_message["text"] == f"<@{STUDENT}> asked: How did the universe begin?"
+    thread_id = root_message["metadata"]["event_payload"]["thread_id"]
+    assert root_message["metadata"]["event_type"] == "tutor_thread"
+    assert set(root_message["metadata"]["event_payload"]) == {"thread_id", "assistant_id"}
+
+    questions = ["How did the universe begin?", "what models?", "what experiments?"]
+    assert [m["text"] for m in final] == [f"An answer to: {q}" for q in questions]
+    assert [m["metadata"]["event_payload"] for m in final] == [
+        {"thread_id": thread_id, "answers": str(n)} for n in (1, 3, 5)
+    ]
+    history: list[dict[str, str]] = [{"role": "system", "content": PHYSICS}]
+    for question, request in zip(questions, fake_openai.requests, strict=True):
+        history.append({"role": "user", "content": question})
+        assert request.body["messages"] == history
+        history.append({"role": "assistant", "content": f"An answer to: {question}"})
+    assert bot.stop() == 0
+
+
+def test_ack_comes_first_and_fast(bot: Bot, fake_slack: FakeSlack) -> None:
+    bot.start()
+    ask(fake_slack, "warm up")  # Bolt checks its token on the first request
+    envelope = fake_slack.slash(STUDENT, CLASS, "ask why is the sky blue?")
+    fake_slack.wait_ack(envelope)
+    latency = fake_slack.envelopes[envelope].ack_latency
+    assert latency is not None and latency < 1.0  # Slack's limit is 3 s
+
+
+def test_threads_for_admins_with_a_working_link(bot: Bot, fake_slack: FakeSlack) -> None:
+    bot.start()
+    root = ask(fake_slack, "How did the universe begin?")
+    wait_answers(fake_slack, CLASS, root, 1)
+    listing = ephemeral(fake_slack, ADMIN, "threads")
+    assert "Physics Tutor" in listing and f"<#{CLASS}>" in listing and "2 messages" in listing
+    link = re.search(r"<(http[^|>]+)\|open>", listing)
+    assert link, listing
+    with urllib.request.urlopen(link.group(1)) as page:  # the fake serves its permalinks
+        assert json.load(page)["ts"] == root
+    refused = ephemeral(fake_slack, STUDENT, "threads")
+    assert "only tutor admins" in refused
+
+
+def test_admin_commands_and_usage(bot: Bot, fake_slack: FakeSlack, fake_openai: FakeOpenAI) -> None:
+    bot.start()
+    assert "/tutor ask" in ephemeral(fake_slack, STUDENT, "help")
+    assert "/tutor ask" in ephemeral(fake_slack, STUDENT, "")
+    assert "I don't know `/tutor dance`" in ephemeral(fake_slack, STUDENT, "dance")
+    assert "Ask what?" in ephemeral(fake_slack, STUDENT, "ask   ")
+    assert "only tutor admins" in ephemeral(fake_slack, STUDENT, "assistant add Poet Rhyme.")
+    added = ephemeral(fake_slack, ADMIN, 'assistant add "Poet Laureate" Answer in rhyme.')
+    assert "Added *Poet Laureate*" in added
+    assert "Usage" in ephemeral(fake_slack, ADMIN, "assistant add Poet")
+    assert "no assistant 'Nobody'" in ephemeral(fake_slack, ADMIN, "use Nobody")
+    assert "now talks to *Poet Laureate*" in ephemeral(fake_slack, ADMIN, "use poet laureate")
+    listing = ephemeral(fake_slack, STUDENT, "assistants")
+    assert "*Poet Laureate*" in listing and "← this channel" in listing
+
+    root = ask(fake_slack, "what is light?")
+    wait_answers(fake_slack, CLASS, root, 1)
+    assert fake_openai.requests[-1].body["messages"][0] == {
+        "role": "system",
+        "content": "Answer in rhyme.",
+    }
+    ephemeral(fake_slack, ADMIN, "thread add Poet Laureate")
+    [started] = [m for m in fake_slack.messages(CLASS) if "New conversation" in m["text"]]
+    assert started["metadata"]["event_type"] == "tutor_thread"
+    fake_slack.user_says(STUDENT, CLASS, "a question under it", thread_ts=started["ts"])
+    assert wait_answers(fake_slack, CLASS, started["ts"], 1)[0]["text"].endswith("under it")
+
+
+def test_own_messages_other_bots_edits_and_deletions_ask_nothing(
+    bot: Bot, fake_slack: FakeSlack, fake_openai: FakeOpenAI
+) -> None:
+    bot.start()
+    root = ask(fake_slack, "first question")
+    wait_answers(fake_slack, CLASS, root, 1)  # its own posts come back as events: no loop
+    fake_slack.user_says("U0OTHERBOT", CLASS, "beep from a bot", thread_ts=root, bot_id="B0OTHER")
+    typo = fake_slack.user_says(STUDENT, CLASS, "second question", thread_ts=root)
+    wait_answers(fake_slack, CLASS, root, 2)
+    fake_slack.edit(STUDENT, CLASS, typo, "second question, edited")
+    fake_slack.delete(CLASS, typo)
+    fake_slack.user_says(STUDENT, CLASS, "third question", thread_ts=root)
+    wait_answers(fake_slack, CLASS, root, 3)
+    assert [user_turns(r.body)[-1] for r in fake_openai.requests] == [
+        "first question",
+        "second question",
+        "third question",
+    ]
+    assert "beep from a bot" not in json.dumps([r.body for r in fake_openai.requests])
+    assert len(answers(fake_slack, CLASS, root)) == 3
+
+
+def test_redelivered_event_is_asked_once(
+    bot: Bot, fake_slack: FakeSlack, fake_openai: FakeOpenAI
+) -> None:
+    bot.start()
+    root = ask(fake_slack, "first")
+    wait_answers(fake_slack, CLASS, root, 1)
+    ts = fake_slack.user_says(STUDENT, CLASS, "twice delivered", thread_ts=root)
+    [message] = [m for m in fake_slack.messages(CLASS) if m["ts"] == ts]
+    fake_slack.deliver_message_events(CLASS, message)  # Slack retries an event
+    wait_answers(fake_slack, CLASS, root, 2)
+    fake_slack.user_says(STUDENT, CLASS, "sentinel", thread_ts=root)
+    wait_answers(fake_slack, CLASS, root, 3)
+    assert [user_turns(r.body).count("twice delivered") for r in fake_openai.requests] == [0, 1, 1]
+
+
+def test_mentions_and_dms_start_conversations(bot: Bot, fake_slack: FakeSlack) -> None:
+    bot.start()
+    mention = fake_slack.user_says(STUDENT, CLASS, f"<@{BOT_USER}> what is a photon?")
+    assert (
+        wait_answers(fake_slack, CLASS, mention, 1)[0]["text"] == "An answer to: what is a photon?"
+    )
+    fake_slack.user_says(STUDENT, CLASS, "and its mass?", thread_ts=mention)
+    assert wait_answers(fake_slack, CLASS, mention, 2)[1]["text"] == "An answer to: and its mass?"
+    dm = fake_slack.user_says(STUDENT, "D0DIRECT01", "hello tutor")
+    assert wait_answers(fake_slack, "D0DIRECT01", dm, 1)[0]["text"] == "An answer to: hello tutor"
+
+
+@pytest.mark.parametrize("when", ["mid-stream", "after-stream"])
+def test_sigkill_and_restart_leave_exactly_one_answer(
+    bot: Bot, fake_slack: FakeSlack, fake_openai: FakeOpenAI, when: str
+) -> None:
+    fake_openai.chunks = 40
+    fake_openai.chunk_delay = 0.05 if when == "mid-stream" else 0
+    fake_openai.answer_chars = 3000
+    bot.start()
+    root = ask(fake_slack, "How did the universe begin?")
+    if when == "mid-stream":
+        fake_openai.wait_streaming(0)
+        fake_slack.wait_until(lambda: fake_slack.calls_of("chat.appendStream"))
+    else:
+        fake_openai.wait_requests(1, completed=True)
+    bot.kill()
+    fake_openai.chunk_delay = 0
+    bot.start()
+    [answer] = wait_answers(fake_slack, CLASS, root, 1)
+    assert len(answer["text"]) == 3000 and answer["text"].startswith("An answer to:")
+    bot_replies = [m for m in fake_slack.replies(CLASS, root) if m.get("bot_id") == BOT_ID]
+    assert [m["ts"] for m in bot_replies] == [answer["ts"]]
+    assert bot.stop() == 0
+
+
+def test_questions_asked_while_down_are_answered_after_restart(
+    bot: Bot, fake_slack: FakeSlack
+) -> None:
+    bot.start()
+    root = ask(fake_slack, "How did the universe begin?")
+    wait_answers(fake_slack, CLASS, root, 1)
+    assert bot.stop() == 0
+    fake_slack.user_says(STUDENT, CLASS, "what models?", thread_ts=root, deliver=False)
+    fake_slack.user_says(STUDENT, CLASS, "what experiments?", thread_ts=root, deliver=False)
+    bot.start()
+    second = wait_answers(fake_slack, CLASS, root, 2)[1]
+    assert second["text"] == "An answer to: what experiments?"  # one answer for both
+
+
+def test_slack_429_is_waited_out(bot: Bot, fake_slack: FakeSlack) -> None:
+    bot.start()
+    fake_slack.fail_next("chat.postMessage", 429, retry_after=1)
+    fake_slack.fail_next("chat.stopStream", 429, retry_after=1)
+    root = ask(fake_slack, "How did the universe begin?")
+    wait_answers(fake_slack, CLASS, root, 1)
+    posts = fake_slack.calls_of("chat.postMessage")
+    assert [c.status for c in posts[:2]] == [429, 200]
+    assert posts[1].at - posts[0].at >= 1.0
+    assert [c.status for c in fake_slack.calls_of("chat.stopStream")] == [429, 200]
+
+
+def test_openai_failure_ends_in_a_retry_button_that_works(
+    bot: Bot, fake_slack: FakeSlack, fake_openai: FakeOpenAI
+) -> None:
+    fake_openai.add_faults(Fault(status=500), Fault(status=500))
+    bot.start(TUTOR_RETRY_ATTEMPTS="2")
+    root = ask(fake_slack, "How did the universe begin?")
+    error = fake_slack.wait_until(
+        lambda: [m for m in fake_slack.replies(CLASS, root) if m.get("blocks")]
+    )[0]
+    assert "did not answer after 2 tries" in json.dumps(error["blocks"])
+    button = error["blocks"][1]["elements"][0]
+    assert button["action_id"] == "tutor_retry"
+    fake_slack.click(STUDENT, CLASS, error["ts"], "tutor_retry", button["value"])
+    [answer] = wait_answers(fake_slack, CLASS, root, 1)
+    assert answer["text"] == "An answer to: How did the universe begin?"
+    assert any(r.get("text") == "Asking again…" for r in fake_slack.responses)
+
+
+def test_whole_message_when_streaming_is_refused(bot: Bot, fake_slack: FakeSlack) -> None:
+    bot.start()
+    fake_slack.fail_next("chat.startStream", status=200, error="channel_type_not_supported")
+    root = ask(fake_slack, "How did the universe begin?")
+    [answer] = wait_answers(fake_slack, CLASS, root, 1)
+    assert answer["text"] == "An answer to: How did the universe begin?"
+    [status] = fake_slack.statuses
+    assert (status["channel_id"], status["thread_ts"]) == (CLASS, root)
+
+
+def test_placeholder_when_status_is_refused_too(bot: Bot, fake_slack: FakeSlack) -> None:
+    fake_slack.refuse_status = True
+    bot.start()
+    fake_slack.fail_next("chat.startStream", status=200, error="channel_type_not_supported")
+    root = ask(fake_slack, "How did the universe begin?")
+    [answer] = wait_answers(fake_slack, CLASS, root, 1)
+    assert answer["text"] == "An answer to: How did the universe begin?"
+    assert answer.get("edited")  # the placeholder, replaced
+    assert len([m for m in fake_slack.replies(CLASS, root) if m.get("bot_id")]) == 1
+
+
+def test_long_answers_are_split_losing_nothing(
+    bot: Bot, fake_slack: FakeSlack, fake_openai: FakeOpenAI
+) -> None:
+    fake_openai.answer_chars = 30_000
+    bot.start()
+    root = ask(fake_slack, "Tell me everything.")
+    parts = wait_answers(fake_slack, CLASS, root, 3)
+    assert len(parts) == 3 and all(len(p["text"]) <= 12_000 for p in parts)
+    assert [p["metadata"]["event_payload"].get("part", 1) for p in parts] == [1, 2, 3]
+    stored = bot.cli.ok("messages").split("assistant: ", 1)[1].rstrip("\n")
+    assert "".join(p["text"] for p in parts) == stored
+
+
+def test_sigterm_hands_back_work_and_exits_quickly(
+    bot: Bot, fake_slack: FakeSlack, fake_openai: FakeOpenAI
+) -> None:
+    fake_openai.latency = 30
+    bot.start()
+    root = ask(fake_slack, "How did the universe begin?")
+    fake_openai.wait_requests(1)
+    start = time.monotonic()
+    assert bot.stop(signal.SIGTERM) == 0
+    assert time.monotonic() - start < 10
+    fake_openai.latency = 0
+    bot.start()
+    [answer] = wait_answers(fake_slack, CLASS, root, 1)
+    assert len([m for m in fake_slack.replies(CLASS, root) if m.get("bot_id")]) == 1
+    assert answer["text"] == "An answer to: How did the universe begin?"
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"SLACK_BOT_TOKEN": ""}, "SLACK_BOT_TOKEN is not set"),
+        ({"SLACK_APP_TOKEN": ""}, "SLACK_APP_TOKEN is not set"),
+        ({"SLACK_BOT_TOKEN": "xoxb-wrong"}, "SLACK_BOT_TOKEN was rejected by Slack (invalid_auth)"),
+        ({"SLACK_APP_TOKEN": "xapp-wrong"}, "SLACK_APP_TOKEN was rejected by Slack (invalid_auth)"),
+        ({"SLACK_APP_TOKEN": "xoxb-oops"}, "SLACK_APP_TOKEN does not start with xapp-"),
+        ({"SLACK_API_URL": "http://127.0.0.1:9/api/"}, "cannot reach Slack"),
+    ],
+)
+def test_start_up_checks_tokens(bot: Bot, env: dict[str, str], message: str) -> None:
+    done = bot.cli.run("run", **env)
+    assert done.returncode == 1
+    assert done.stderr.count("\n") == 1 and message in done.stderr, done.stderr
+
+
+def test_team_and_asker_are_the_stream_recipients(bot: Bot, fake_slack: FakeSlack) -> None:
+    bot.start()
+    root = ask(fake_slack, "How did the universe begin?")
+    wait_answers(fake_slack, CLASS, root, 1)
+    [start] = fake_slack.calls_of("chat.startStream")
+    assert (start.args["recipient_user_id"], start.args["recipient_team_id"]) == (STUDENT, TEAM)
+    assert start.args["thread_ts"] == root
