@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 
+import aiohttp
 from aiohttp import ClientError
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from slack_bolt.app.async_app import AsyncApp
@@ -91,8 +92,16 @@ async def run_bot(settings: Settings) -> None:
 
 
 async def serve(settings: Settings, store: Store, openai_key: str) -> None:
+    limits = aiohttp.TCPConnector(limit=100, limit_per_host=100)
+    async with aiohttp.ClientSession(connector=limits) as session:
+        await serve_with(settings, store, openai_key, session)
+
+
+async def serve_with(
+    settings: Settings, store: Store, openai_key: str, session: aiohttp.ClientSession
+) -> None:
     tutor = Tutor(store, settings.tutor_model)
-    api = SlackApi(make_client(settings.slack_bot_token, settings.slack_api_url))
+    api = SlackApi(make_client(settings.slack_bot_token, settings.slack_api_url, session))
     app = build_app(tutor, api, settings)
     looper = Looper.from_settings(settings, store, openai_key, SlackSink(api))
     looper.grace_seconds = SHUTDOWN_GRACE

@@ -6,6 +6,7 @@ import asyncio
 import logging
 from typing import Any
 
+import aiohttp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_async_handlers import AsyncConnectionErrorRetryHandler
 from slack_sdk.web.async_client import AsyncWebClient
@@ -17,9 +18,15 @@ log = logging.getLogger(__name__)
 ATTEMPTS = 4
 
 
-def make_client(token: str, base_url: str) -> AsyncWebClient:
-    """A WebClient on `SLACK_API_URL` (slack_sdk has no environment variable for it)."""
-    client = AsyncWebClient(token=token, base_url=base_url, timeout=30)
+def make_client(
+    token: str, base_url: str, session: aiohttp.ClientSession | None = None
+) -> AsyncWebClient:
+    """A WebClient on `SLACK_API_URL` (slack_sdk has no environment variable for it).
+
+    Pass a long-lived `session`: without one slack_sdk opens a new session and connection
+    for every call.
+    """
+    client = AsyncWebClient(token=token, base_url=base_url, timeout=30, session=session)
     client.retry_handlers = [AsyncConnectionErrorRetryHandler(max_retry_count=2)]
     return client
 

@@ -56,11 +56,6 @@ class Tutor:
         names = ", ".join(a.name for a in assistants) or "none yet"
         raise NotFound(f"no assistant {ref!r} (assistants: {names})")
 
-    async def default_assistant(self) -> BaseAssistant:
-        """The oldest assistant; the built-in Physics Tutor when there is none yet."""
-        assistants = await self.store.list_assistants()
-        return assistants[0] if assistants else await self.add_assistant()
-
     async def use(self, place: str, ref: str) -> BaseAssistant:
         """Bind a place (e.g. a Slack channel) to an assistant."""
         assistant = await self.find_assistant(ref)
@@ -69,8 +64,7 @@ class Tutor:
 
     async def assistant_for(self, place: str) -> BaseAssistant:
         """The assistant bound to a place, else the default one."""
-        bound = await self.store.bound_assistant(place)
-        return await self.store.get_assistant(bound) if bound else await self.default_assistant()
+        return await self.store.assistant_for(place) or await self.add_assistant()
 
     async def add_thread(
         self,

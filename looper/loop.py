@@ -11,7 +11,7 @@ import socket
 
 from looper.completion import Completer, CompletionFailed, make_clients
 from looper.context import to_chat
-from looper.models import Claim
+from looper.models import BaseAssistant, Claim
 from looper.settings import Settings
 from looper.sinks import Job, Sink
 from looper.store import LeaseLost, Store
@@ -68,6 +68,7 @@ class Looper:
         self.grace_seconds = grace_seconds
         self.owner = owner or looper_id()
         self.answering: set[asyncio.Task[None]] = set()
+        self.assistants: dict[str, BaseAssistant] = {}
         self._stopping = False
 
     @classmethod
@@ -157,7 +158,7 @@ class Looper:
 
     async def _answer(self, claim: Claim) -> None:
         thread = claim.thread
-        assistant = await self.store.get_assistant(thread.assistant_id)
+        assistant = await self._assistant(thread.assistant_id)
         messages = await self.store.list_messages(thread.id)
         upto = max(m.id for m in messages if m.role == "user")
         reply = await self.sink.open(Job(thread, assistant, messages, upto))
@@ -174,6 +175,12 @@ class Looper:
         await self.store.commit_answer(
             thread.id, self.owner, upto, text, {**delivered, "answers": str(upto)}
         )
+
+    async def _assistant(self, assistant_id: str) -> BaseAssistant:
+        """Assistants never change once added, so each is read from the store once."""
+        if assistant_id not in self.assistants:
+            self.assistants[assistant_id] = await self.store.get_assistant(assistant_id)
+        return self.assistants[assistant_id]
 
     async def _keep_lease(self, thread_id: str, task: asyncio.Task[None] | None) -> None:
         while True:

@@ -260,15 +260,21 @@ async def bump_schema(store: Store) -> None:
 
 
 async def test_bindings(store: Store) -> None:
+    assert await store.assistant_for("slack:C1") is None
     first = await store.add_assistant(ChatCompletionPhysicsTutor())
     second = await store.add_assistant(BaseAssistant(name="Poet", instructions="Rhyme."))
-    assert await store.bound_assistant("slack:C1") is None
+
+    async def answering(place: str) -> str | None:
+        found = await store.assistant_for(place)
+        return found.id if found else None
+
+    assert await answering("slack:C1") == first.id  # unbound: the oldest
     await store.bind("slack:C1", first.id)
     await store.bind("slack:C1", second.id)
-    assert await store.bound_assistant("slack:C1") == second.id
+    assert await answering("slack:C1") == second.id
     with pytest.raises(NotFound):
         await store.bind("slack:C2", "asst_missing")
-    assert await store.bound_assistant("slack:C2") is None
+    assert await answering("slack:C2") == first.id
 
 
 async def test_thread_with_its_first_question_in_one_step(store: Store) -> None:

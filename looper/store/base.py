@@ -68,7 +68,8 @@ class Store(ABC):
         """Raises NotFound for an unknown assistant."""
 
     @abstractmethod
-    async def bound_assistant(self, place: str) -> str | None: ...
+    async def assistant_for(self, place: str) -> BaseAssistant | None:
+        """The assistant bound to `place`, else the oldest one; None when there is none."""
 
     # threads
     @abstractmethod

@@ -264,12 +264,16 @@ class SQLiteStore(Store):
 
         await self._run(bind)
 
-    async def bound_assistant(self, place: str) -> str | None:
-        def get() -> str | None:
+    async def assistant_for(self, place: str) -> BaseAssistant | None:
+        def get() -> BaseAssistant | None:
             row = self.db.execute(
-                "SELECT assistant_id FROM bindings WHERE place = ?", (place,)
+                "SELECT a.* FROM assistants a JOIN bindings b ON b.assistant_id = a.id "
+                "WHERE b.place = ?",
+                (place,),
+            ).fetchone() or self.db.execute(
+                "SELECT * FROM assistants ORDER BY created_at, id LIMIT 1"
             ).fetchone()
-            return str(row[0]) if row else None
+            return BaseAssistant.model_validate(dict(row)) if row else None
 
         return await self._run(get)
 
@@ -282,7 +286,7 @@ class SQLiteStore(Store):
     async def add_thread(
         self, thread: ChatCompletionThread, first: NewMessage | None = None
     ) -> ChatCompletionThread:
-        def add() -> None:
+        def add() -> ChatCompletionThread:
             with self._write() as db:
                 self._require_assistant(db, thread.assistant_id)
                 try:
@@ -305,11 +309,12 @@ class SQLiteStore(Store):
                     self._append(
                         db, thread.id, "user", first.content, first.metadata, first.external_id
                     )
+                return self._get_thread(thread.id)
 
-        await self._run(add)
+        added = await self._run(add)
         if first is not None:
             self.notify_work()
-        return await self.get_thread(thread.id)
+        return added
 
     def _get_thread(self, thread_id: str) -> ChatCompletionThread:
         row = self.db.execute(
