@@ -159,7 +159,7 @@ class Looper:
     async def _answer(self, claim: Claim) -> None:
         thread = claim.thread
         assistant = await self._assistant(thread.assistant_id)
-        messages = await self.store.list_messages(thread.id)
+        messages = claim.messages
         upto = max(m.id for m in messages if m.role == "user")
         reply = await self.sink.open(Job(thread, assistant, messages, upto))
         if reply.ref is not None and (reply.ref, upto) != (thread.reply_ref, thread.reply_upto):

@@ -108,8 +108,10 @@ class NewMessage(BaseModel):
 
 
 class Claim(BaseModel):
-    """A pending thread leased to one looper until `lease_until` (seconds since the epoch)."""
+    """A pending thread leased to one looper until `lease_until` (seconds since the epoch),
+    with its messages as they were when it was claimed."""
 
     thread: ChatCompletionThread
+    messages: list[Message]
     owner: str
     lease_until: float

@@ -111,8 +111,9 @@ async def test_claim_leases_pending_threads_only(store: Store) -> None:
     busy = await physics_thread(store)
     await store.add_user_message(busy.id, "question")
     assert (await store.get_thread(idle.id)).pending is False
-    claimed = await claim_one(store, "a")
-    assert claimed.id == busy.id and claimed.last_user_id == 1
+    [claim] = await store.claim_pending("a", 10, 30)
+    assert claim.thread.id == busy.id and claim.thread.last_user_id == 1
+    assert [(m.id, m.role, m.content) for m in claim.messages] == [(1, "user", "question")]
     assert await store.claim_pending("b", 10, 30) == []  # leased to a
     assert await store.lease_owners() == ["a"]
 

@@ -118,7 +118,8 @@ class Store(ABC):
     # the looper's side
     @abstractmethod
     async def claim_pending(self, owner: str, limit: int, lease_seconds: float) -> list[Claim]:
-        """Lease up to `limit` threads with a user message past `settled`, oldest activity first.
+        """Lease up to `limit` threads with a user message past `settled`, oldest activity first,
+        each with its messages (oldest first).
 
         Threads leased to someone else are skipped until their lease expires.
         """

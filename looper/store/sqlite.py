@@ -416,14 +416,22 @@ class SQLiteStore(Store):
     async def list_messages(self, thread_id: str) -> list[Message]:
         def rows() -> list[Message]:
             self._get_thread(thread_id)
-            cursor = self.db.execute(
-                "SELECT thread_id, id, role, content, metadata, created_at FROM messages "
-                "WHERE thread_id = ? ORDER BY id",
-                (thread_id,),
-            )
-            return [_message(r) for r in cursor]
+            return self._messages_of([thread_id])[thread_id]
 
         return await self._run(rows)
+
+    def _messages_of(self, thread_ids: list[str]) -> dict[str, list[Message]]:
+        found: dict[str, list[Message]] = {thread_id: [] for thread_id in thread_ids}
+        for start in range(0, len(thread_ids), 500):  # stay under SQLite's variable limit
+            batch = thread_ids[start : start + 500]
+            cursor = self.db.execute(
+                "SELECT thread_id, id, role, content, metadata, created_at FROM messages "
+                f"WHERE thread_id IN ({', '.join('?' * len(batch))}) ORDER BY thread_id, id",
+                batch,
+            )
+            for row in cursor:
+                found[row["thread_id"]].append(_message(row))
+        return found
 
     # the looper's side
     async def claim_pending(self, owner: str, limit: int, lease_seconds: float) -> list[Claim]:
@@ -438,15 +446,22 @@ class SQLiteStore(Store):
             ).fetchone():
                 return []
             with self._write() as db:
-                cursor = db.execute(
-                    f"UPDATE threads SET lease_owner = ?, lease_until = ? WHERE id IN ("
-                    f" SELECT id FROM threads WHERE {PENDING}"
-                    "  AND (lease_until IS NULL OR lease_until < ?)"
-                    "  ORDER BY last_activity LIMIT ?)"
-                    f" RETURNING {THREAD_COLUMNS}",
-                    (owner, until, now, limit),
-                )
-                return [Claim(thread=_thread(r), owner=owner, lease_until=until) for r in cursor]
+                threads = [
+                    _thread(row)
+                    for row in db.execute(
+                        f"UPDATE threads SET lease_owner = ?, lease_until = ? WHERE id IN ("
+                        f" SELECT id FROM threads WHERE {PENDING}"
+                        "  AND (lease_until IS NULL OR lease_until < ?)"
+                        "  ORDER BY last_activity LIMIT ?)"
+                        f" RETURNING {THREAD_COLUMNS}",
+                        (owner, until, now, limit),
+                    ).fetchall()
+                ]
+                messages = self._messages_of([t.id for t in threads])
+            return [
+                Claim(thread=t, messages=messages[t.id], owner=owner, lease_until=until)
+                for t in sorted(threads, key=lambda t: t.last_activity or t.created_at)
+            ]
 
         return await self._run(claim)
 
