@@ -73,7 +73,7 @@ class Run:
     def warm_up(self) -> None:
         """One question first: Bolt checks its token, the store and clients open."""
         self.slack.wait_ack(self.slack.slash(STUDENT, "C0WARMUP01", "ask warm up"))
-        self.slack.wait_until(lambda: len(self.answers("C0WARMUP01")) == 1, 30)
+        self.wait_answered(["C0WARMUP01"], timeout=30)
         self.calls_before = len(self.slack.calls)
 
     def answers(self, channel: str) -> list[dict[str, Any]]:
@@ -84,10 +84,12 @@ class Run:
             and not m.get("streaming")
         ]
 
-    def wait_answered(self, channels: list[str], per_channel: int = 1, timeout: float = 600) -> None:
-        self.slack.wait_until(
-            lambda: all(len(self.answers(c)) >= per_channel for c in channels), timeout
-        )
+    def wait_answered(
+        self, channels: list[str], per_channel: int = 1, timeout: float = 600
+    ) -> None:
+        finished = self.slack.finished
+        wanted = len(channels) * per_channel
+        self.slack.wait_until(lambda: sum(finished.get(c, 0) for c in channels) >= wanted, timeout)
 
     def stop(self) -> None:
         self.process.terminate()
@@ -100,7 +102,9 @@ def percentile(values: list[float], share: float) -> float:
     return ordered[min(len(ordered) - 1, round(share * (len(ordered) - 1)))]
 
 
-def report(run: Run, started: dict[str, float], envelopes: list[str], latency: float) -> dict[str, Any]:
+def report(
+    run: Run, started: dict[str, float], envelopes: list[str], latency: float
+) -> dict[str, Any]:
     """Numbers for one scenario; `started` maps each channel to when its question went out."""
     calls = run.slack.calls[run.calls_before :]
     first_sign: dict[str, float] = {}

@@ -16,6 +16,7 @@ from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from slack_bolt.app.async_app import AsyncApp
 from slack_sdk.errors import SlackApiError
 
+from bot.ack import AckFirst
 from bot.admins import Admins
 from bot.catchup import catch_up
 from bot.commands import TutorCommands
@@ -73,8 +74,10 @@ async def check_tokens(settings: Settings) -> None:
 
 def build_app(tutor: Tutor, api: SlackApi, settings: Settings) -> AsyncApp:
     app = AsyncApp(client=api.client, name="tutor")
-    events = EventHandlers(tutor)
-    app.command("/tutor")(TutorCommands(tutor, api, Admins(api, settings.admins)))
+    app.use(AckFirst())
+    events = EventHandlers(tutor, api)
+    commands = TutorCommands(tutor, api, Admins(api, settings.admins))
+    app.command("/tutor")(commands.run)
     app.event("message")(events.on_message)
     app.event("app_mention")(events.on_mention)
     app.action(RETRY_ACTION)(events.on_retry)

@@ -1,9 +1,8 @@
 """The /tutor slash command: one router, one small function per subcommand.
 
-Every path acknowledges first, within Slack's 3 seconds and before any store or Slack call:
-usage and input errors travel in the ack itself (ephemeral, no API call); everything else is
-answered ephemerally through the command's response_url, except `ask`, which posts in the
-channel.
+`AckFirst` acknowledges before any of this runs: usage and input errors (`problem`) travel in
+the ack itself (ephemeral, no API call); everything else is answered ephemerally through the
+command's response_url, except `ask`, which posts in the channel.
 """
 
 from __future__ import annotations
@@ -20,6 +19,7 @@ from slack_sdk.errors import SlackApiError
 from bot.admins import Admins
 from bot.formatting import permalink_fallback, thread_metadata
 from bot.places import asker, channel_place, thread_place
+from bot.status import show_thinking
 from bot.web import SlackApi, slack_error
 from looper.core import Tutor
 from looper.models import ChatCompletionThread, NewMessage, new_id
@@ -61,8 +61,8 @@ class Command:
 Handler = Callable[["TutorCommands", Command], Awaitable[None]]
 
 
-def needs_text(usage: str) -> Callable[[Command], str | None]:
-    return lambda command: None if command.args.strip() else usage
+def needs_text(usage: str) -> Callable[[str], str | None]:
+    return lambda args: None if args else usage
 
 
 class TutorCommands:
@@ -73,17 +73,12 @@ class TutorCommands:
         self.api = api
         self.admins = admins
 
-    async def __call__(self, ack: Any, command: dict[str, Any], respond: Any) -> None:
+    async def run(self, command: dict[str, Any], respond: Any) -> None:
+        """The subcommand's work, after `AckFirst` acknowledged it."""
+        if problem(command):
+            return
         name, _, args = (command.get("text") or "").strip().partition(" ")
-        name = name.lower()
-        if name in ("", "help"):
-            await ack(text=USAGE)
-            return
-        route = ROUTES.get(name)
-        if route is None:
-            await ack(text=f"I don't know `/tutor {name}`.\n{USAGE}")
-            return
-        handler, admin_only, check = route
+        handler, admin_only, _ = ROUTES[name.lower()]
         call = Command(
             user=command.get("user_id", ""),
             team=command.get("team_id", ""),
@@ -91,11 +86,6 @@ class TutorCommands:
             args=args.strip(),
             respond=respond,
         )
-        problem = check(call) if check else None
-        if problem:
-            await ack(text=problem)
-            return
-        await ack()
         await self._run(handler, call, admin_only)
 
     async def _run(self, handler: Handler, call: Command, admin_only: bool) -> None:
@@ -124,10 +114,11 @@ class TutorCommands:
             metadata=thread_metadata(thread_id, assistant.id),
         )
         ts = str(root["ts"])
+        shown = await show_thinking(self.api, call.channel, ts)
         await self.tutor.start_thread(
             assistant,
             thread_place(call.team, call.channel, ts),
-            NewMessage(content=call.args, metadata=asker(call.user, ts), external_id=ts),
+            NewMessage(content=call.args, metadata=asker(call.user, ts, shown), external_id=ts),
             thread_id=thread_id,
         )
 
@@ -201,6 +192,19 @@ class TutorCommands:
         )
 
 
+def problem(command: dict[str, Any]) -> str | None:
+    """What to say instead of running the command: usage, or what is wrong with the input."""
+    name, _, args = (command.get("text") or "").strip().partition(" ")
+    name = name.lower()
+    if name in ("", "help"):
+        return USAGE
+    route = ROUTES.get(name)
+    if route is None:
+        return f"I don't know `/tutor {name}`.\n{USAGE}"
+    check = route[2]
+    return check(args.strip()) if check else None
+
+
 def split_name(text: str) -> tuple[str, str]:
     """`"Name with spaces" instructions…` or `Name instructions…`."""
     try:
@@ -226,7 +230,7 @@ def describe(thread: ChatCompletionThread, names: dict[str, str], link: str | No
     )
 
 
-ROUTES: dict[str, tuple[Handler, bool, Callable[[Command], str | None] | None]] = {
+ROUTES: dict[str, tuple[Handler, bool, Callable[[str], str | None] | None]] = {
     "ask": (
         TutorCommands.ask,
         False,

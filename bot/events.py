@@ -12,6 +12,8 @@ import re
 from typing import Any
 
 from bot.places import asker, channel_place, thread_place
+from bot.status import show_thinking
+from bot.web import SlackApi
 from looper.core import Tutor
 from looper.models import NewMessage
 from looper.store import Conflict, StoreError
@@ -37,8 +39,9 @@ def without_mentions(text: str) -> str:
 class EventHandlers:
     """Turns Slack messages into questions for the looper."""
 
-    def __init__(self, tutor: Tutor) -> None:
+    def __init__(self, tutor: Tutor, api: SlackApi) -> None:
         self.tutor = tutor
+        self.api = api
 
     async def on_message(self, event: dict[str, Any], context: dict[str, Any]) -> None:
         """A reply in a tutor thread is a question; in a DM every message is one."""
@@ -64,10 +67,11 @@ class EventHandlers:
         thread = await self.tutor.threads.by_slack(event["channel"], thread_ts)
         if thread is None:
             return False
+        shown = await show_thinking(self.api, event["channel"], thread_ts)
         await self.tutor.ask(
             without_mentions(event["text"]),
             thread.id,
-            metadata=asker(event["user"], event["ts"]),
+            metadata=asker(event["user"], event["ts"], shown),
             external_id=event["ts"],
         )
         return True
@@ -75,10 +79,11 @@ class EventHandlers:
     async def _start(self, event: dict[str, Any], context: dict[str, Any], root: str) -> None:
         channel = event["channel"]
         team = event.get("team") or context.get("team_id") or ""
+        shown = await show_thinking(self.api, channel, root)
         assistant = await self.tutor.assistant_for(channel_place(channel))
         question = NewMessage(
             content=without_mentions(event["text"]),
-            metadata=asker(event["user"], event["ts"]),
+            metadata=asker(event["user"], event["ts"], shown),
             external_id=event["ts"],
         )
         try:
@@ -86,14 +91,17 @@ class EventHandlers:
         except Conflict:  # the same event again, or message and app_mention for one post
             await self._ask_in_thread(event, root)
 
-    async def on_retry(self, ack: Any, body: dict[str, Any], respond: Any) -> None:
+    async def on_retry(self, body: dict[str, Any], respond: Any) -> None:
         """The Retry button under an error reply asks the thread's question again."""
-        await ack()
         thread_id = (body.get("actions") or [{}])[0].get("value", "")
         try:
             retried = await self.tutor.retry(thread_id)
         except StoreError as exc:
             await respond(text=str(exc), response_type="ephemeral", replace_original=False)
             return
+        if retried:
+            message = body.get("message") or {}
+            channel = (body.get("channel") or {}).get("id", "")
+            await show_thinking(self.api, channel, message.get("thread_ts", message.get("ts", "")))
         text = "Asking again…" if retried else "That question has been answered already."
         await respond(text=text, response_type="ephemeral", replace_original=False)

@@ -13,6 +13,9 @@ def thread_place(team: str, channel: str, thread_ts: str) -> dict[str, str]:
     return {"slack_team": team, "slack_channel": channel, "slack_thread_ts": thread_ts}
 
 
-def asker(user: str, ts: str) -> dict[str, str]:
-    """A user message's metadata: who wrote it, and its Slack ts."""
-    return {"slack_user": user, "slack_ts": ts}
+def asker(user: str, ts: str, thinking_shown: bool = False) -> dict[str, str]:
+    """A user message's metadata: who wrote it, its Slack ts, whether the status shows."""
+    metadata = {"slack_user": user, "slack_ts": ts}
+    if thinking_shown:
+        metadata["slack_status"] = "shown"
+    return metadata

@@ -20,13 +20,13 @@ from __future__ import annotations
 
 import logging
 import time
+from datetime import timedelta
 from typing import Any
 
 from slack_sdk.errors import SlackApiError
 
 from bot.formatting import (
     PART_LIMIT,
-    THINKING,
     answer_metadata,
     answers_of,
     error_blocks,
@@ -34,11 +34,14 @@ from bot.formatting import (
     split_after_streamed,
     split_markdown,
 )
+from bot.status import SHOWN, show_thinking
 from bot.web import SlackApi, slack_error
+from looper.models import utcnow
 from looper.sinks import Job
 
 log = logging.getLogger(__name__)
 FLUSH_SECONDS = 1.0
+STATUS_STILL_SHOWN = timedelta(seconds=60)  # Slack clears a status after two minutes
 
 
 class SlackReply:
@@ -51,10 +54,10 @@ class SlackReply:
         self.channel = meta["slack_channel"]
         self.thread_ts = meta["slack_thread_ts"]
         self.team = meta.get("slack_team", "")
-        self.asker = next(
-            (m.metadata.get("slack_user", "") for m in reversed(job.messages) if m.role == "user"),
-            "",
-        )
+        question = next(m for m in reversed(job.messages) if m.role == "user")
+        self.asker = question.metadata.get("slack_user", "")
+        fresh = utcnow() - question.created_at < STATUS_STILL_SHOWN
+        self.status_shown = question.metadata.get(SHOWN) == "shown" and fresh
         self.mode = "post"
         self.ts: str | None = None
         self.leftovers: list[str] = []  # ts of extra parts of an earlier attempt
@@ -94,22 +97,13 @@ class SlackReply:
         return True
 
     async def _show_working(self) -> None:
-        try:
-            await self.api.call(
-                "assistant.threads.setStatus",
-                channel_id=self.channel,
-                thread_ts=self.thread_ts,
-                status=THINKING,
-            )
-            self.mode = "post"
-        except SlackApiError:
-            placeholder = await self.api.call(
-                "chat.postMessage",
-                channel=self.channel,
-                thread_ts=self.thread_ts,
-                text="_Thinking…_",
-            )
-            self.mode, self.ts = "update", str(placeholder["ts"])
+        self.mode = "post"
+        if self.status_shown or await show_thinking(self.api, self.channel, self.thread_ts):
+            return
+        placeholder = await self.api.call(
+            "chat.postMessage", channel=self.channel, thread_ts=self.thread_ts, text="_Thinking…_"
+        )
+        self.mode, self.ts = "update", str(placeholder["ts"])
 
     async def _resume(self, ref: str, upto: int) -> None:
         mode, _, ts = ref.partition(":")

@@ -266,13 +266,16 @@ class SQLiteStore(Store):
 
     async def assistant_for(self, place: str) -> BaseAssistant | None:
         def get() -> BaseAssistant | None:
-            row = self.db.execute(
-                "SELECT a.* FROM assistants a JOIN bindings b ON b.assistant_id = a.id "
-                "WHERE b.place = ?",
-                (place,),
-            ).fetchone() or self.db.execute(
-                "SELECT * FROM assistants ORDER BY created_at, id LIMIT 1"
-            ).fetchone()
+            row = (
+                self.db.execute(
+                    "SELECT a.* FROM assistants a JOIN bindings b ON b.assistant_id = a.id "
+                    "WHERE b.place = ?",
+                    (place,),
+                ).fetchone()
+                or self.db.execute(
+                    "SELECT * FROM assistants ORDER BY created_at, id LIMIT 1"
+                ).fetchone()
+            )
             return BaseAssistant.model_validate(dict(row)) if row else None
 
         return await self._run(get)

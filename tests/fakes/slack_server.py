@@ -109,6 +109,7 @@ class FakeSlack:
     envelopes: dict[str, Envelope] = field(default_factory=dict)
     responses: list[dict[str, Any]] = field(default_factory=list)  # to response_url
     statuses: list[dict[str, Any]] = field(default_factory=list)  # setStatus calls that worked
+    finished: dict[str, int] = field(default_factory=dict)  # channel: answers finished there
     base_url: str = ""
 
     def __post_init__(self) -> None:
@@ -554,6 +555,13 @@ class FakeSlack:
         self.channels[channel].append(message)
         return message
 
+    def _count_finished(self, channel: str, message: dict[str, Any]) -> None:
+        """Keep a cheap count of finished answers per channel (benchmarks wait on it)."""
+        metadata = message.get("metadata") or {}
+        if metadata.get("event_type") == "tutor_answer" and not message.get("counted"):
+            message["counted"] = True
+            self.finished[channel] = self.finished.get(channel, 0) + 1
+
     def _echo(self, channel: str, message: dict[str, Any]) -> None:
         """Slack sends an app its own posts back as message events."""
         assert self._loop is not None
@@ -580,6 +588,7 @@ class FakeSlack:
         self._channel(args)
         self._check_text(args)
         message = self._new_bot_message(args, args["channel"])
+        self._count_finished(args["channel"], message)
         self._echo(args["channel"], message)
         return {"channel": args["channel"], "ts": message["ts"], "message": dict(message)}
 
@@ -597,6 +606,7 @@ class FakeSlack:
         if metadata:
             message["metadata"] = metadata
         message["edited"] = {"user": BOT_USER, "ts": self.next_ts()}
+        self._count_finished(args["channel"], message)
         return {"channel": args["channel"], "ts": message["ts"], "text": message["text"]}
 
     def _chat_delete(self, args: dict[str, Any], request: web.Request) -> dict[str, Any]:
@@ -647,6 +657,7 @@ class FakeSlack:
         if metadata:
             message["metadata"] = metadata
         message["streaming"] = False
+        self._count_finished(args["channel"], message)
         self._echo(args["channel"], message)
         return {"channel": args["channel"], "ts": message["ts"], "message": dict(message)}
 
