@@ -339,3 +339,18 @@ def test_team_and_asker_are_the_stream_recipients(bot: Bot, fake_slack: FakeSlac
     [start] = fake_slack.calls_of("chat.startStream")
     assert (start.args["recipient_user_id"], start.args["recipient_team_id"]) == (STUDENT, TEAM)
     assert start.args["thread_ts"] == root
+
+
+def test_paced_within_slacks_tiers(bot: Bot, fake_slack: FakeSlack) -> None:
+    """25 questions at once with Slack's tiers enforced: the Tier 2 streaming budget runs out,
+    the rest arrive as whole messages, and no call is refused."""
+    fake_slack.enforce_tiers = True
+    bot.start()
+    channels = [f"C0ROOM{i:04d}" for i in range(25)]
+    for channel in channels:
+        fake_slack.slash(STUDENT, channel, "ask How did the universe begin?")
+    fake_slack.wait_until(lambda: sum(fake_slack.finished.get(c, 0) for c in channels) == 25, 30)
+    streamed = len(fake_slack.calls_of("chat.startStream"))
+    assert 0 < streamed < 25
+    assert len(fake_slack.statuses) == 25
+    assert [c for c in fake_slack.calls if c.status == 429] == []
