@@ -208,11 +208,12 @@ def main() -> None:
     results: dict[str, Any] = {"latency_s": args.latency}
     try:
         with tempfile.TemporaryDirectory() as folder:
-            for name, scenario in (
+            scenarios: list[tuple[str, Callable[[Run], dict[str, Any]]]] = [
                 ("asks", lambda run: fan_out(run, args.count, args.latency, ask)),
                 ("mentions", lambda run: fan_out(run, args.count, args.latency, mention)),
                 ("classroom", lambda run: classroom(run, args.class_size, args.latency)),
-            ):
+            ]
+            for name, scenario in scenarios:
                 run = Run(url, Path(folder), name)
                 try:
                     results[name] = scenario(run)
