@@ -2,31 +2,64 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import queue
 import signal
 import subprocess
 import sys
 import threading
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import IO
 
+import asyncpg
 import pytest
 
 from looper.store import Store, open_store
 from tests.fakes.openai_server import API_KEY, FakeOpenAI
 from tests.fakes.slack_server import APP_TOKEN, BOT_TOKEN, FakeSlack
 
+POSTGRES_ADMIN = os.environ.get(
+    "TUTOR_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
 
-def store_urls(tmp_path: Path) -> dict[str, str]:
-    """Every backend the conformance suite runs on."""
-    return {"sqlite": f"sqlite:///{tmp_path / 'tutor.db'}"}
+
+def fresh_postgres_database() -> str:
+    """A new, empty database on the test server; its URL.
+
+    CI sets TUTOR_TEST_POSTGRES and must have a server: there an unreachable one fails the
+    tests. Elsewhere, without a server, the PostgreSQL tests are skipped.
+    """
+    name = f"tutor_test_{uuid.uuid4().hex[:12]}"
+
+    async def create() -> None:
+        admin = await asyncpg.connect(POSTGRES_ADMIN)
+        try:
+            await admin.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await admin.close()
+
+    try:
+        asyncio.run(create())
+    except (OSError, asyncpg.PostgresError) as exc:
+        if "TUTOR_TEST_POSTGRES" in os.environ:
+            raise
+        pytest.skip(f"no PostgreSQL for the tests at {POSTGRES_ADMIN}: {exc}")
+    return POSTGRES_ADMIN.rsplit("/", 1)[0] + f"/{name}"
 
 
-@pytest.fixture(params=["sqlite"])
+def new_store_url(backend: str, tmp_path: Path) -> str:
+    if backend == "postgres":
+        return fresh_postgres_database()
+    return f"sqlite:///{tmp_path / f'tutor-{uuid.uuid4().hex[:6]}.db'}"
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
 def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    return store_urls(tmp_path)[request.param]
+    """Each test that uses a store runs once per backend: the conformance suite."""
+    return new_store_url(request.param, tmp_path)
 
 
 @pytest.fixture

@@ -127,6 +127,7 @@ async def test_wakes_at_once_and_answers_with_the_system_prompt(
     thread_id = await physics_thread(tutor)
     await tutor.ask("How did the universe begin?")
     await sink.wait_for(1, timeout=5)  # the poll interval is 30 s: this was the in-process wake
+    await asyncio.gather(*running.answering)  # delivered, now committed too
     assert sink.delivered == [(thread_id, "An answer to: How did the universe begin?")]
     sent = fake_openai.requests[0].body["messages"]
     assert sent == [
@@ -169,6 +170,7 @@ async def test_question_during_an_answer_is_answered_next_in_order(
     await asyncio.to_thread(fake_openai.wait_requests, 1)
     await tutor.ask("q2")
     await sink.wait_for(2)
+    await asyncio.gather(*running.answering)
     second = fake_openai.requests[1].body["messages"]
     assert [m["content"] for m in second[1:]] == ["q1", "An answer to: q1", "q2"]
     stored = await tutor.messages(thread_id)

@@ -254,10 +254,14 @@ async def test_newer_schema_is_refused(store_url: str, store: Store) -> None:
 
 async def bump_schema(store: Store) -> None:
     """Pretend a newer tutor migrated the database (backend-specific, through its own SQL)."""
+    from looper.store.postgres import PostgresStore
     from looper.store.sqlite import SQLiteStore
 
-    assert isinstance(store, SQLiteStore)
-    store.db.execute("INSERT INTO schema_migrations VALUES (999, 'm999_future', 'now')")
+    if isinstance(store, SQLiteStore):
+        store.db.execute("INSERT INTO schema_migrations VALUES (999, 'm999_future', 'now')")
+    else:
+        assert isinstance(store, PostgresStore)
+        await store.pool.execute("INSERT INTO schema_migrations VALUES (999, 'x', now())")
 
 
 async def test_bindings(store: Store) -> None:

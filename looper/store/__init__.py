@@ -29,10 +29,14 @@ def create_store(url: str) -> Store:
         from looper.store.sqlite import SQLiteStore
 
         return SQLiteStore(url)
+    if url.startswith(("postgresql://", "postgres://")):
+        from looper.store.postgres import PostgresStore
+
+        return PostgresStore(url)
     scheme = url.split(":", 1)[0] if ":" in url else url
     raise StoreError(
-        f"TUTOR_DATABASE_URL {url!r} is not usable: expected sqlite:///path.db "
-        f"(scheme {scheme!r} is not supported)"
+        f"TUTOR_DATABASE_URL {url!r} is not usable: expected sqlite:///path.db or "
+        f"postgresql://user@host/db (scheme {scheme!r} is not supported)"
     )
 
 

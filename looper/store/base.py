@@ -8,6 +8,12 @@ from datetime import datetime
 
 from looper.models import BaseAssistant, ChatCompletionThread, Claim, Message, NewMessage
 
+# The assistant bound to a place, else the oldest one (both backends speak this SQL).
+ASSISTANT_FOR = (
+    "SELECT a.* FROM assistants a LEFT JOIN bindings b ON b.assistant_id = a.id AND b.place = ? "
+    "ORDER BY (b.place IS NULL), a.created_at, a.id LIMIT 1"
+)
+
 
 class StoreError(Exception):
     """A store problem worth one clear line to the user."""

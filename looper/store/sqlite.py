@@ -27,7 +27,15 @@ from looper.models import (
     NewMessage,
     utcnow,
 )
-from looper.store.base import Conflict, LeaseLost, NotFound, SchemaTooNew, Store, StoreError
+from looper.store.base import (
+    ASSISTANT_FOR,
+    Conflict,
+    LeaseLost,
+    NotFound,
+    SchemaTooNew,
+    Store,
+    StoreError,
+)
 
 T = TypeVar("T")
 Migration = Callable[[sqlite3.Connection], None]
@@ -266,16 +274,7 @@ class SQLiteStore(Store):
 
     async def assistant_for(self, place: str) -> BaseAssistant | None:
         def get() -> BaseAssistant | None:
-            row = (
-                self.db.execute(
-                    "SELECT a.* FROM assistants a JOIN bindings b ON b.assistant_id = a.id "
-                    "WHERE b.place = ?",
-                    (place,),
-                ).fetchone()
-                or self.db.execute(
-                    "SELECT * FROM assistants ORDER BY created_at, id LIMIT 1"
-                ).fetchone()
-            )
+            row = self.db.execute(ASSISTANT_FOR, (place,)).fetchone()
             return BaseAssistant.model_validate(dict(row)) if row else None
 
         return await self._run(get)
