@@ -8,12 +8,13 @@ import logging
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, ParamSpec, TextIO, TypeVar
 
 import click
 from pydantic import ValidationError
 
 from looper.core import Tutor
+from looper.models import Snapshot
 from looper.settings import MissingSetting, Settings
 from looper.sinks import ConsoleSink
 from looper.store import StoreError, open_store
@@ -170,6 +171,53 @@ async def retry(settings: Settings, thread_id: str | None) -> None:
     if not await with_tutor(settings, again):
         raise Failure("nothing to retry: no question in that thread failed")
     click.echo("the looper will answer it again")
+
+
+@main.command()
+@click.pass_obj
+@run_async
+async def migrate(settings: Settings) -> None:
+    """Create or upgrade the database schema (tutor also does this when it starts)."""
+    store = await open_store(settings.tutor_database_url)
+    try:
+        click.echo(f"schema version {await store.schema_version()}: up to date")
+    finally:
+        await store.close()
+
+
+@main.command("export")
+@click.argument("file", type=click.File("w"), default="-")
+@click.pass_obj
+@run_async
+async def export_store(settings: Settings, file: TextIO) -> None:
+    """Write everything stored to FILE (JSON; default: stdout), e.g. to move to PostgreSQL."""
+    store = await open_store(settings.tutor_database_url)
+    try:
+        snapshot = await store.export_all()
+    finally:
+        await store.close()
+    file.write(snapshot.model_dump_json())
+    click.echo(
+        f"exported {len(snapshot.threads)} threads, {len(snapshot.messages)} messages", err=True
+    )
+
+
+@main.command("import")
+@click.argument("file", type=click.File("r"))
+@click.pass_obj
+@run_async
+async def import_store(settings: Settings, file: TextIO) -> None:
+    """Load a `tutor export` FILE into the (empty) store of TUTOR_DATABASE_URL."""
+    try:
+        snapshot = Snapshot.model_validate_json(file.read())
+    except ValidationError as exc:
+        raise Failure(f"{file.name} is not a tutor export: {exc.errors()[0]['msg']}") from exc
+    store = await open_store(settings.tutor_database_url)
+    try:
+        await store.import_all(snapshot)
+    finally:
+        await store.close()
+    click.echo(f"imported {len(snapshot.threads)} threads, {len(snapshot.messages)} messages")
 
 
 @main.command()

@@ -107,6 +107,21 @@ class NewMessage(BaseModel):
     external_id: str | None = None
 
 
+class StoredMessage(Message):
+    """A message as stored, with the external id that deduplicates it (export/import)."""
+
+    external_id: str | None = None
+
+
+class Snapshot(BaseModel):
+    """Everything a store holds, to move it to another store (leases are not moved)."""
+
+    assistants: list[BaseAssistant] = Field(default_factory=list)
+    bindings: dict[str, str] = Field(default_factory=dict)
+    threads: list[ChatCompletionThread] = Field(default_factory=list)
+    messages: list[StoredMessage] = Field(default_factory=list)
+
+
 class Claim(BaseModel):
     """A pending thread leased to one looper until `lease_until` (seconds since the epoch),
     with its messages as they were when it was claimed."""

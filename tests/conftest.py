@@ -11,6 +11,7 @@ import sys
 import threading
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import IO
 
@@ -42,7 +43,8 @@ def fresh_postgres_database() -> str:
             await admin.close()
 
     try:
-        asyncio.run(create())
+        with ThreadPoolExecutor(1) as worker:  # callable from sync and async tests alike
+            worker.submit(asyncio.run, create()).result()
     except (OSError, asyncpg.PostgresError) as exc:
         if "TUTOR_TEST_POSTGRES" in os.environ:
             raise
@@ -96,9 +98,9 @@ class Cli:
             timeout=60,
         )
 
-    def ok(self, *args: str) -> str:
+    def ok(self, *args: str, **env: str) -> str:
         """Run, insist on success, return stdout."""
-        done = self.run(*args)
+        done = self.run(*args, **env)
         assert done.returncode == 0, done.stderr
         return done.stdout
 

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import signal
+import sqlite3
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import Cli, Lines
+from tests.conftest import Cli, Lines, new_store_url
 from tests.fakes.openai_server import FakeOpenAI
 
 PHYSICS = (
@@ -153,3 +154,32 @@ def test_a_file_that_is_not_a_database(cli: Cli, tmp_path: Path) -> None:
     done = cli.run("thread", "ls", TUTOR_DATABASE_URL=f"sqlite:///{junk}")
     assert done.returncode == 1 and "cannot open the database" in done.stderr
     assert junk.read_bytes() == b"this is not sqlite" * 100
+
+
+def test_move_a_sqlite_store_into_postgresql(cli: Cli, tmp_path: Path) -> None:
+    thread_id = seed_thread(cli)
+    cli.ok("ask", "How did the universe begin?")
+    dump = tmp_path / "dump.json"
+    cli.ok("export", str(dump))
+    target = new_store_url("postgres", tmp_path)
+    assert "schema version 2" in cli.ok("migrate", **{"TUTOR_DATABASE_URL": target})
+    assert "imported 1 threads, 1 messages" in cli.ok(
+        "import", str(dump), TUTOR_DATABASE_URL=target
+    )
+    moved = cli.ok("messages", "--thread-id", thread_id, TUTOR_DATABASE_URL=target)
+    assert moved == "user: How did the universe begin?\n"
+    again = cli.run("import", str(dump), TUTOR_DATABASE_URL=target)
+    assert again.returncode == 1 and "not empty" in again.stderr
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    assert "is not a tutor export" in cli.run("import", str(bad)).stderr
+
+
+def test_refuses_a_schema_newer_than_it_knows(cli: Cli, tmp_path: Path) -> None:
+    seed_thread(cli)
+    database = cli.env["TUTOR_DATABASE_URL"].removeprefix("sqlite:///")
+    with sqlite3.connect(database) as db:
+        db.execute("INSERT INTO schema_migrations VALUES (99, 'm099_future', 'later')")
+    for command in (["thread", "ls"], ["looper"], ["migrate"]):
+        done = cli.run(*command)
+        assert done.returncode == 1 and "newer than this tutor knows" in done.stderr

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import pytest
 
@@ -14,6 +15,7 @@ from looper.models import (
     utcnow,
 )
 from looper.store import Conflict, LeaseLost, NotFound, SchemaTooNew, Store, open_store
+from tests.conftest import new_store_url
 
 
 async def physics_thread(store: Store, **metadata: str) -> ChatCompletionThread:
@@ -310,3 +312,27 @@ async def test_threads_active_since(store: Store) -> None:
         quiet.id,
         active.id,
     }
+
+
+async def test_export_then_import_loses_nothing(store: Store, tmp_path: Path) -> None:
+    thread = await physics_thread(store, slack_channel="C1", slack_thread_ts="9.9")
+    await store.bind("slack:C1", thread.assistant_id)
+    await store.add_user_message(thread.id, "q1", {"slack_ts": "9.91"}, external_id="9.91")
+    await claim_one(store, "a")
+    await store.commit_answer(thread.id, "a", 1, "a1", {"answers": "1"})
+    await store.add_user_message(thread.id, "q2 pending")
+    snapshot = await store.export_all()
+
+    for backend in ("sqlite", "postgres"):  # into either backend
+        target = await open_store(new_store_url(backend, tmp_path))
+        try:
+            await target.import_all(snapshot)
+            assert await target.export_all() == snapshot
+            moved = await target.get_thread(thread.id)
+            assert (moved.hwm, moved.pending, moved.external_key) == (1, True, "slack:C1:9.9")
+            again, added = await target.add_user_message(thread.id, "q1", external_id="9.91")
+            assert not added and again.id == 1  # dedup ids came along
+            with pytest.raises(Conflict):
+                await target.import_all(snapshot)
+        finally:
+            await target.close()

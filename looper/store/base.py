@@ -6,7 +6,14 @@ import asyncio
 from abc import ABC, abstractmethod
 from datetime import datetime
 
-from looper.models import BaseAssistant, ChatCompletionThread, Claim, Message, NewMessage
+from looper.models import (
+    BaseAssistant,
+    ChatCompletionThread,
+    Claim,
+    Message,
+    NewMessage,
+    Snapshot,
+)
 
 # The assistant bound to a place, else the oldest one (both backends speak this SQL).
 ASSISTANT_FOR = (
@@ -171,6 +178,16 @@ class Store(ABC):
     @abstractmethod
     async def drop_leases(self, owner: str) -> int:
         """Expire every lease of a looper known to be dead."""
+
+    # moving a store
+    @abstractmethod
+    async def export_all(self) -> Snapshot:
+        """Everything stored, read in one transaction."""
+
+    @abstractmethod
+    async def import_all(self, snapshot: Snapshot) -> None:
+        """Load a snapshot into this store, which must hold no assistants or threads yet;
+        all of it or nothing, in one transaction. Raises Conflict when the store is not empty."""
 
     # wake-ups
     def notify_work(self) -> None:

@@ -22,6 +22,8 @@ from looper.models import (
     Claim,
     Message,
     NewMessage,
+    Snapshot,
+    StoredMessage,
     utcnow,
 )
 from looper.store.base import (
@@ -520,6 +522,67 @@ class PostgresStore(Store):
             await db.execute("SELECT pg_notify($1, $2)", CHANNEL, thread_id)
         self.notify_work()
         return True
+
+    async def export_all(self) -> Snapshot:
+        async with self.pool.acquire() as db, db.transaction(isolation="repeatable_read"):
+            assistants = await db.fetch("SELECT * FROM assistants ORDER BY created_at, id")
+            bindings = await db.fetch("SELECT * FROM bindings")
+            threads = await db.fetch(
+                f"SELECT {THREAD_COLUMNS} FROM threads ORDER BY created_at, id"
+            )
+            messages = await db.fetch("SELECT * FROM messages ORDER BY thread_id, id")
+        return Snapshot(
+            assistants=[_assistant(r) for r in assistants],
+            bindings={r["place"]: r["assistant_id"] for r in bindings},
+            threads=[_thread(r) for r in threads],
+            messages=[StoredMessage.model_validate(dict(r)) for r in messages],
+        )
+
+    async def import_all(self, snapshot: Snapshot) -> None:
+        async with self.pool.acquire() as db, db.transaction():
+            await db.execute("LOCK TABLE assistants, threads IN EXCLUSIVE MODE")
+            if await db.fetchval("SELECT 1 FROM assistants UNION SELECT 1 FROM threads"):
+                raise Conflict("the target store is not empty: import into a new one")
+            await db.executemany(
+                "INSERT INTO assistants VALUES ($1, $2, $3, $4, $5)",
+                [
+                    (a.id, a.name, a.instructions, a.model, a.created_at)
+                    for a in snapshot.assistants
+                ],
+            )
+            await db.executemany("INSERT INTO bindings VALUES ($1, $2)", snapshot.bindings.items())
+            await db.executemany(
+                f"INSERT INTO threads ({THREAD_COLUMNS}, external_key) "
+                "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+                [
+                    (
+                        t.id,
+                        t.assistant_id,
+                        t.chat_completion_model,
+                        t.metadata,
+                        t.created_at,
+                        t.last_activity or t.created_at,
+                        t.message_count,
+                        t.last_user_id,
+                        t.hwm,
+                        t.settled,
+                        t.last_error,
+                        t.reply_upto,
+                        t.reply_ref,
+                        t.external_key,
+                    )
+                    for t in snapshot.threads
+                ],
+            )
+            await db.executemany(
+                "INSERT INTO messages VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                [
+                    (m.thread_id, m.id, m.role, m.content, m.metadata, m.external_id, m.created_at)
+                    for m in snapshot.messages
+                ],
+            )
+            await db.execute("SELECT pg_notify($1, 'import')", CHANNEL)
+        self.notify_work()
 
     async def lease_owners(self) -> list[str]:
         rows = await self.pool.fetch(

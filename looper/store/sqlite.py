@@ -25,6 +25,8 @@ from looper.models import (
     Claim,
     Message,
     NewMessage,
+    Snapshot,
+    StoredMessage,
     utcnow,
 )
 from looper.store.base import (
@@ -558,6 +560,90 @@ class SQLiteStore(Store):
         if retried:
             self.notify_work()
         return retried
+
+    async def export_all(self) -> Snapshot:
+        def read() -> Snapshot:
+            db = self.db
+            db.execute("BEGIN")  # one consistent view of all four tables
+            try:
+                return Snapshot(
+                    assistants=[
+                        BaseAssistant.model_validate(dict(r))
+                        for r in db.execute("SELECT * FROM assistants ORDER BY created_at, id")
+                    ],
+                    bindings={r[0]: r[1] for r in db.execute("SELECT * FROM bindings")},
+                    threads=[
+                        _thread(r)
+                        for r in db.execute(
+                            f"SELECT {THREAD_COLUMNS} FROM threads ORDER BY created_at, id"
+                        )
+                    ],
+                    messages=[
+                        StoredMessage.model_validate(
+                            {**dict(r), "metadata": json.loads(r["metadata"])}
+                        )
+                        for r in db.execute("SELECT * FROM messages ORDER BY thread_id, id")
+                    ],
+                )
+            finally:
+                db.execute("COMMIT")
+
+        return await self._run(read)
+
+    async def import_all(self, snapshot: Snapshot) -> None:
+        def load() -> None:
+            with self._write() as db:
+                if db.execute("SELECT 1 FROM assistants UNION SELECT 1 FROM threads").fetchone():
+                    raise Conflict("the target store is not empty: import into a new one")
+                db.executemany(
+                    "INSERT INTO assistants VALUES (?, ?, ?, ?, ?)",
+                    [
+                        (a.id, a.name, a.instructions, a.model, _iso(a.created_at))
+                        for a in snapshot.assistants
+                    ],
+                )
+                db.executemany("INSERT INTO bindings VALUES (?, ?)", snapshot.bindings.items())
+                db.executemany(
+                    f"INSERT INTO threads ({THREAD_COLUMNS}, external_key) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [
+                        (
+                            t.id,
+                            t.assistant_id,
+                            t.chat_completion_model,
+                            json.dumps(t.metadata),
+                            _iso(t.created_at),
+                            _iso(t.last_activity or t.created_at),
+                            t.message_count,
+                            t.last_user_id,
+                            t.hwm,
+                            t.settled,
+                            t.last_error,
+                            t.reply_upto,
+                            t.reply_ref,
+                            t.external_key,
+                        )
+                        for t in snapshot.threads
+                    ],
+                )
+                db.executemany(
+                    "INSERT INTO messages VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    [
+                        (
+                            m.thread_id,
+                            m.id,
+                            m.role,
+                            m.content,
+                            json.dumps(m.metadata),
+                            m.external_id,
+                            _iso(m.created_at),
+                        )
+                        for m in snapshot.messages
+                    ],
+                )
+
+        await self._run(load)
+        self.notify_work()
 
     async def lease_owners(self) -> list[str]:
         def owners() -> list[str]:
