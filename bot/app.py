@@ -12,7 +12,6 @@ from typing import Any
 
 import aiohttp
 from aiohttp import ClientError
-from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from slack_bolt.app.async_app import AsyncApp
 from slack_sdk.errors import SlackApiError
 
@@ -23,6 +22,7 @@ from bot.commands import TutorCommands
 from bot.events import EventHandlers
 from bot.formatting import RETRY_ACTION
 from bot.sink import SlackSink
+from bot.socket import TutorSocketHandler
 from bot.web import SlackApi, make_client, slack_error
 from looper.core import Tutor
 from looper.loop import Looper
@@ -72,16 +72,19 @@ async def check_tokens(settings: Settings) -> None:
             ) from exc
 
 
-def build_app(tutor: Tutor, api: SlackApi, settings: Settings) -> AsyncApp:
-    app = AsyncApp(client=api.client, name="tutor")
-    app.use(AckFirst())
+def build_apps(tutor: Tutor, api: SlackApi, settings: Settings) -> tuple[AsyncApp, AsyncApp]:
+    """The app for commands and clicks (acknowledged first) and the app for events
+    (acknowledged once stored); see `TutorSocketHandler`."""
     events = EventHandlers(tutor, api)
     commands = TutorCommands(tutor, api, Admins(api, settings.admins))
+    app = AsyncApp(client=api.client, name="tutor")
+    app.use(AckFirst())
     app.command("/tutor")(commands.run)
-    app.event("message")(events.on_message)
-    app.event("app_mention")(events.on_mention)
     app.action(RETRY_ACTION)(events.on_retry)
-    return app
+    events_app = AsyncApp(client=api.client, name="tutor-events", process_before_response=True)
+    events_app.event("message")(events.on_message)
+    events_app.event("app_mention")(events.on_mention)
+    return app, events_app
 
 
 async def run_bot(settings: Settings) -> None:
@@ -105,10 +108,10 @@ async def serve_with(
 ) -> None:
     tutor = Tutor(store, settings.tutor_model)
     api = SlackApi(make_client(settings.slack_bot_token, settings.slack_api_url, session))
-    app = build_app(tutor, api, settings)
+    app, events_app = build_apps(tutor, api, settings)
     looper = Looper.from_settings(settings, store, openai_key, SlackSink(api))
     looper.grace_seconds = SHUTDOWN_GRACE
-    socket = AsyncSocketModeHandler(app, settings.slack_app_token)
+    socket = TutorSocketHandler(app, events_app, settings.slack_app_token)
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

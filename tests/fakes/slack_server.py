@@ -41,6 +41,8 @@ APP_ID = "A0TUTORAPP"
 PER_MINUTE = {"t1": 1, "t2": 20, "t3": 50, "t4": 100}
 POST_PER_CHANNEL_BURST = 3
 MARKDOWN_LIMIT = 12_000
+REDELIVER_AFTER = 3.0  # seconds Slack waits for an events_api ack before sending it again
+REDELIVERIES = 3
 
 
 def load_specs(folder: Path = SPECS) -> dict[str, dict[str, Any]]:
@@ -110,6 +112,7 @@ class FakeSlack:
     responses: list[dict[str, Any]] = field(default_factory=list)  # to response_url
     statuses: list[dict[str, Any]] = field(default_factory=list)  # setStatus calls that worked
     finished: dict[str, int] = field(default_factory=dict)  # channel: answers finished there
+    redelivered: int = 0  # events sent again for want of an ack
     base_url: str = ""
 
     def __post_init__(self) -> None:
@@ -362,8 +365,23 @@ class FakeSlack:
         try:
             await socket.send_json(body)
         except ConnectionError:
-            await asyncio.sleep(0.01)
             await self._send(body)
+            return
+        if body["type"] == "events_api":
+            asyncio.get_running_loop().call_later(
+                REDELIVER_AFTER, lambda: asyncio.ensure_future(self._redeliver(body))
+            )
+
+    async def _redeliver(self, body: dict[str, Any]) -> None:
+        """Slack sends an event again when its envelope is not acknowledged in time."""
+        with self._lock:
+            acked = self.envelopes[body["envelope_id"]].acked_at is not None
+        if acked or body["retry_attempt"] >= REDELIVERIES:
+            return
+        self.redelivered += 1
+        await self._send(
+            {**body, "retry_attempt": body["retry_attempt"] + 1, "retry_reason": "timeout"}
+        )
 
     async def _link(self, request: web.Request) -> web.WebSocketResponse:
         socket = web.WebSocketResponse(heartbeat=None)
