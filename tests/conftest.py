@@ -27,29 +27,49 @@ POSTGRES_ADMIN = os.environ.get(
 )
 
 
+CREATED_DATABASES: list[str] = []
+
+
+def on_postgres_server(*statements: str) -> None:
+    """Run statements on the test server's admin database (from sync or async tests)."""
+
+    async def run() -> None:
+        admin = await asyncpg.connect(POSTGRES_ADMIN)
+        try:
+            for statement in statements:
+                await admin.execute(statement)
+        finally:
+            await admin.close()
+
+    with ThreadPoolExecutor(1) as worker:
+        worker.submit(asyncio.run, run()).result()
+
+
 def fresh_postgres_database() -> str:
-    """A new, empty database on the test server; its URL.
+    """A new, empty database on the test server; its URL. Dropped when the session ends.
 
     CI sets TUTOR_TEST_POSTGRES and must have a server: there an unreachable one fails the
     tests. Elsewhere, without a server, the PostgreSQL tests are skipped.
     """
     name = f"tutor_test_{uuid.uuid4().hex[:12]}"
-
-    async def create() -> None:
-        admin = await asyncpg.connect(POSTGRES_ADMIN)
-        try:
-            await admin.execute(f'CREATE DATABASE "{name}"')
-        finally:
-            await admin.close()
-
     try:
-        with ThreadPoolExecutor(1) as worker:  # callable from sync and async tests alike
-            worker.submit(asyncio.run, create()).result()
+        on_postgres_server(f'CREATE DATABASE "{name}"')
     except (OSError, asyncpg.PostgresError) as exc:
         if "TUTOR_TEST_POSTGRES" in os.environ:
             raise
         pytest.skip(f"no PostgreSQL for the tests at {POSTGRES_ADMIN}: {exc}")
-    return POSTGRES_ADMIN.rsplit("/", 1)[0] + f"/{name}"
+    CREATED_DATABASES.append(name)
+    base, _, query = POSTGRES_ADMIN.partition("?")
+    return base.rsplit("/", 1)[0] + f"/{name}" + (f"?{query}" if query else "")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def drop_test_databases() -> Iterator[None]:
+    yield
+    if CREATED_DATABASES:
+        on_postgres_server(
+            *(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)' for name in CREATED_DATABASES)
+        )
 
 
 def new_store_url(backend: str, tmp_path: Path) -> str:
