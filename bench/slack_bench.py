@@ -50,30 +50,48 @@ def start_fake_openai(latency: float, answer_chars: int) -> tuple[subprocess.Pop
 
 
 class Run:
-    """A fresh fake Slack, database and `tutor run` process for one scenario."""
+    """A fresh fake Slack, database and `tutor run` process(es) for one scenario."""
 
-    def __init__(self, openai_url: str, folder: Path, name: str) -> None:
+    def __init__(
+        self,
+        openai_url: str,
+        folder: Path,
+        name: str,
+        database_url: str | None = None,
+        replicas: int = 1,
+    ) -> None:
+        self.replicas = replicas
         self.slack = FakeSlack(enforce_tiers=True).start()
         env = {k: v for k, v in os.environ.items() if not k.startswith(("TUTOR_", "SLACK_"))}
         env.update(
-            TUTOR_DATABASE_URL=f"sqlite:///{folder / (name + '.db')}",
+            TUTOR_DATABASE_URL=database_url or f"sqlite:///{folder / (name + '.db')}",
             OPENAI_API_KEY=API_KEY,
             OPENAI_BASE_URL=openai_url,
             SLACK_BOT_TOKEN=BOT_TOKEN,
             SLACK_APP_TOKEN=APP_TOKEN,
             SLACK_API_URL=self.slack.base_url,
             TUTOR_MAX_CONCURRENCY="256",
+            TUTOR_REPLICAS=str(replicas),
         )
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "bot.cli", "run"], env=env, cwd=folder, stderr=subprocess.DEVNULL
-        )
-        self.slack.wait_connected()
+        self.processes = []
+        for index in range(replicas):
+            self.processes.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "bot.cli", "run"],
+                    env=env,
+                    cwd=folder,
+                    stderr=subprocess.DEVNULL,
+                )
+            )
+            self.slack.wait_connected(index + 1)
         self.warm_up()
 
     def warm_up(self) -> None:
-        """One question first: Bolt checks its token, the store and clients open."""
-        self.slack.wait_ack(self.slack.slash(STUDENT, "C0WARMUP01", "ask warm up"))
-        self.wait_answered(["C0WARMUP01"], timeout=30)
+        """A few questions first: each replica's Bolt checks its token, clients open."""
+        channels = [f"C0WARMUP{i:02d}" for i in range(3 * len(self.processes))]
+        for channel in channels:
+            self.slack.wait_ack(self.slack.slash(STUDENT, channel, "ask warm up"))
+        self.wait_answered(channels, timeout=30)
         self.calls_before = len(self.slack.calls)
 
     def answers(self, channel: str) -> list[dict[str, Any]]:
@@ -92,8 +110,10 @@ class Run:
         self.slack.wait_until(lambda: sum(finished.get(c, 0) for c in channels) >= wanted, timeout)
 
     def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(timeout=20)
+        for process in self.processes:
+            process.terminate()
+        for process in self.processes:
+            process.wait(timeout=20)
         self.slack.stop()
 
 

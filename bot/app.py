@@ -21,6 +21,7 @@ from bot.catchup import catch_up
 from bot.commands import TutorCommands
 from bot.events import EventHandlers
 from bot.formatting import RETRY_ACTION
+from bot.pacing import Pacer
 from bot.sink import SlackSink
 from bot.socket import TutorSocketHandler
 from bot.web import SlackApi, make_client, slack_error
@@ -107,7 +108,10 @@ async def serve_with(
     settings: Settings, store: Store, openai_key: str, session: aiohttp.ClientSession
 ) -> None:
     tutor = Tutor(store, settings.tutor_model)
-    api = SlackApi(make_client(settings.slack_bot_token, settings.slack_api_url, session))
+    api = SlackApi(
+        make_client(settings.slack_bot_token, settings.slack_api_url, session),
+        Pacer(settings.tutor_replicas),
+    )
     app, events_app = build_apps(tutor, api, settings)
     looper = Looper.from_settings(settings, store, openai_key, SlackSink(api))
     looper.grace_seconds = SHUTDOWN_GRACE

@@ -28,7 +28,7 @@ METHOD_TIERS = {
 }
 POSTS_PER_SECOND = 1.0
 POST_BURST = 2
-MARGIN = 0.9  # run at 90% of Slack's rate so clock skew never tips us over
+MARGIN = 0.9  # spend 90% of Slack's rate so clock skew never tips us over
 
 
 @dataclass
@@ -45,9 +45,13 @@ class Bucket:
 
 
 class Pacer:
-    """Token buckets per Slack method (and per channel for chat.postMessage)."""
+    """Token buckets per Slack method (and per channel for chat.postMessage).
 
-    def __init__(self) -> None:
+    Slack's limits are per workspace: `replicas` processes sharing one app each spend 1/N.
+    """
+
+    def __init__(self, replicas: int = 1) -> None:
+        self.share = MARGIN / max(1, replicas)
         self.buckets: dict[tuple[str, str], Bucket] = {}
         self.blocked_until: dict[tuple[str, str], float] = {}
         self.waited = 0.0  # seconds spent waiting for budget, for benchmarks
@@ -61,12 +65,13 @@ class Pacer:
         capacity: float
         per_second: float
         if method == "chat.postMessage":
-            capacity, per_second = POST_BURST, POSTS_PER_SECOND * MARGIN
+            capacity, per_second = POST_BURST, POSTS_PER_SECOND * self.share
         elif method in METHOD_TIERS:
             per_minute = TIERS[METHOD_TIERS[method]]
-            capacity, per_second = per_minute * MARGIN, per_minute * MARGIN / 60
+            capacity, per_second = per_minute * self.share, per_minute * self.share / 60
         else:
             return None
+        capacity = max(1.0, capacity)
         bucket = self.buckets.get(key)
         if bucket is None:
             now = time.monotonic()

@@ -37,6 +37,7 @@ class Settings(BaseSettings):
     tutor_request_timeout: float = Field(120.0, gt=0)
     tutor_lease_seconds: float = Field(30.0, gt=0)
     tutor_catchup_hours: float = Field(24.0, ge=0)
+    tutor_replicas: int = Field(1, ge=1, description="processes sharing Slack's rate limits")
 
     @field_validator("slack_api_url")
     @classmethod

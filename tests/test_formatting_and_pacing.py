@@ -48,6 +48,11 @@ def test_pacer_spends_a_tier_and_then_refuses() -> None:
     assert allowed == 18  # Tier 2 is 20 a minute; the pacer keeps 10% in hand
 
 
+def test_replicas_share_the_budget() -> None:
+    pacer = Pacer(replicas=3)
+    assert sum(pacer.try_take("chat.startStream") for _ in range(30)) == 6  # 18 / 3
+
+
 def test_pacer_posts_per_channel() -> None:
     pacer = Pacer()
     assert pacer.try_take("chat.postMessage", channel="C1")

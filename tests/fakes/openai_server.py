@@ -41,6 +41,7 @@ class Fault:
 class Recorded:
     body: dict[str, Any]
     headers: dict[str, str]
+    at: float = field(default_factory=time.monotonic)  # when it arrived
     status: int = 0
     chunks_sent: int = 0
     completed: bool = False

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import os
 import random
 import threading
 import time
@@ -31,7 +32,12 @@ from urllib.parse import parse_qsl
 
 from aiohttp import WSMsgType, web
 
-SPECS = Path(__file__).resolve().parents[3] / "shared" / "slack" / "api-ref" / "methods"
+SPECS = Path(
+    os.environ.get(
+        "TUTOR_SLACK_SPECS",
+        Path(__file__).resolve().parents[3] / "shared" / "slack" / "api-ref" / "methods",
+    )
+)
 BOT_TOKEN = "xoxb-fake-bot-token"
 APP_TOKEN = "xapp-fake-app-token"
 TEAM = "T0FAKE0001"
@@ -46,7 +52,13 @@ REDELIVERIES = 3
 
 
 def load_specs(folder: Path = SPECS) -> dict[str, dict[str, Any]]:
-    return {path.stem: json.loads(path.read_text()) for path in sorted(folder.glob("*.json"))}
+    specs = {path.stem: json.loads(path.read_text()) for path in sorted(folder.glob("*.json"))}
+    if not specs:
+        raise FileNotFoundError(
+            f"no Slack method specs in {folder}: shared/slack/api-ref/methods beside the "
+            "repository, or TUTOR_SLACK_SPECS"
+        )
+    return specs
 
 
 class SlackError(Exception):
