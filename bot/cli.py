@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import logging
-
 import click
 
-from looper.cli import main, run_async
+from looper.cli import configure_logging, main, run_async
 from looper.settings import Settings
 
 __all__ = ["main"]
@@ -18,10 +16,7 @@ __all__ = ["main"]
 @run_async
 async def run(settings: Settings, verbose: bool) -> None:
     """Run the Slack bot: Socket Mode and the looper in one process."""
-    logging.basicConfig(
-        level=logging.INFO if verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    configure_logging(verbose)
     from bot.app import run_bot  # Bolt and openai load only for the bot
 
     await run_bot(settings)

@@ -148,7 +148,7 @@ async def messages(settings: Settings, thread_id: str | None) -> None:
     """Print a thread's messages, oldest first."""
 
     async def read(tutor: Tutor) -> None:
-        thread = await (tutor.threads.get(thread_id) if thread_id else tutor.threads.latest())
+        thread = await tutor.thread(thread_id)
         for message in await tutor.messages(thread.id):
             click.echo(f"{message.role}: {message.content}")
         if thread.failed:
@@ -165,7 +165,7 @@ async def retry(settings: Settings, thread_id: str | None) -> None:
     """Ask again what could not be answered."""
 
     async def again(tutor: Tutor) -> bool:
-        thread = await (tutor.threads.get(thread_id) if thread_id else tutor.threads.latest())
+        thread = await tutor.thread(thread_id)
         return await tutor.retry(thread.id)
 
     if not await with_tutor(settings, again):
@@ -226,10 +226,7 @@ async def import_store(settings: Settings, file: TextIO) -> None:
 @run_async
 async def looper(settings: Settings, verbose: bool) -> None:
     """Answer pending questions, printing each completion. Ctrl-C or SIGTERM stops it."""
-    logging.basicConfig(
-        level=logging.INFO if verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    configure_logging(verbose)
     from looper.loop import Looper  # imports openai: only the looper pays for it
 
     key = settings.require_openai_key()
@@ -245,6 +242,13 @@ async def looper(settings: Settings, verbose: bool) -> None:
         await worker.run()
     finally:
         await store.close()
+
+
+def configure_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
 
 
 def stop_on_signals(stop: Callable[[], None]) -> None:

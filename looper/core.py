@@ -107,19 +107,20 @@ class Tutor:
         """Append a user message (to the latest thread when no id is given)."""
         if not content.strip():
             raise InvalidInput("the question is empty")
-        thread = await self._thread(thread_id)
+        thread = await self.thread(thread_id)
         message, _ = await self.store.add_user_message(thread.id, content, metadata, external_id)
         return message
 
     async def messages(self, thread_id: str | None = None) -> list[Message]:
-        thread = await self._thread(thread_id)
+        thread = await self.thread(thread_id)
         return await self.store.list_messages(thread.id)
 
     async def retry(self, thread_id: str) -> bool:
         """Ask again what failed last time; False when nothing is waiting for an answer."""
         return await self.store.retry(thread_id)
 
-    async def _thread(self, thread_id: str | None) -> ChatCompletionThread:
+    async def thread(self, thread_id: str | None = None) -> ChatCompletionThread:
+        """A thread by id; without one, the most recently added thread."""
         if thread_id is None:
             return await self.threads.latest()
         return await self.threads.get(thread_id)
