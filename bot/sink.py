@@ -37,7 +37,7 @@ from bot.formatting import (
 from bot.status import SHOWN, show_thinking
 from bot.web import SlackApi, slack_error
 from looper.models import utcnow
-from looper.sinks import Job
+from looper.sinks import ConsoleSink, Job, Reply, Sink
 
 log = logging.getLogger(__name__)
 FLUSH_SECONDS = 1.0
@@ -283,12 +283,16 @@ class SlackReply:
 
 
 class SlackSink:
-    """The looper's sink for threads that live in Slack."""
+    """The looper's sink for threads that live in Slack; other threads (asked with the
+    `tutor` CLI on the same store) go to `elsewhere`, the console by default."""
 
-    def __init__(self, api: SlackApi) -> None:
+    def __init__(self, api: SlackApi, elsewhere: Sink | None = None) -> None:
         self.api = api
+        self.elsewhere = elsewhere or ConsoleSink()
 
-    async def open(self, job: Job) -> SlackReply:
+    async def open(self, job: Job) -> Reply:
+        if "slack_channel" not in job.thread.metadata:
+            return await self.elsewhere.open(job)
         reply = SlackReply(self.api, job)
         await reply.begin()
         return reply

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import Bot
+from tests.conftest import Bot, Lines
 from tests.fakes.openai_server import FakeOpenAI, Fault
 from tests.fakes.slack_server import BOT_ID, BOT_USER, TEAM, FakeSlack
 
@@ -370,3 +370,15 @@ def test_paced_within_slacks_tiers(bot: Bot, fake_slack: FakeSlack) -> None:
     assert 0 < streamed < 25
     assert len(fake_slack.statuses) == 25
     assert [c for c in fake_slack.calls if c.status == 429] == []
+
+
+def test_cli_threads_on_the_bots_store_are_answered_too(bot: Bot) -> None:
+    """`tutor ask` in a terminal, on the store `tutor run` uses: answered, not in Slack."""
+    bot.start()
+    assistant = bot.cli.ok("assistant", "add").strip().splitlines()[-1]
+    bot.cli.ok("thread", "add", "--assistant-id", assistant)
+    bot.cli.ok("ask", "How did the universe begin?")
+    assert bot.process is not None and bot.process.stdout is not None
+    line = Lines(bot.process.stdout).next()
+    assert line.endswith("assistant: An answer to: How did the universe begin?")
+    assert bot.cli.ok("messages").splitlines()[-1].startswith("assistant: An answer")
