@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from datetime import datetime
+from typing import Any
 
 from looper.models import (
     BaseAssistant,
@@ -13,13 +15,61 @@ from looper.models import (
     Message,
     NewMessage,
     Snapshot,
+    StoredMessage,
 )
 
+# Facts of the schema both backends share.
+THREAD_COLUMNS = (
+    "id, assistant_id, chat_completion_model, metadata, created_at, last_activity, "
+    "message_count, last_user_id, hwm, settled, last_error, reply_upto, reply_ref"
+)
+MESSAGE_COLUMNS = "thread_id, id, role, content, metadata, external_id, created_at"
+MESSAGE_FIELDS = "thread_id, id, role, content, metadata, created_at"  # a Message's
+# Spelled exactly as in the partial index `threads_pending`, or the index is not used.
+PENDING = "last_user_id > settled"
 # The assistant bound to a place, else the oldest one (both backends speak this SQL).
 ASSISTANT_FOR = (
     "SELECT a.* FROM assistants a LEFT JOIN bindings b ON b.assistant_id = a.id AND b.place = ? "
     "ORDER BY (b.place IS NULL), a.created_at, a.id LIMIT 1"
 )
+
+
+def thread_row(
+    thread: ChatCompletionThread, json_value: Callable[[Any], Any], time_value: Callable[[Any], Any]
+) -> tuple[Any, ...]:
+    """A thread's values in THREAD_COLUMNS order, then external_key; `json_value` and
+    `time_value` turn metadata and times into what the backend's driver takes."""
+    return (
+        thread.id,
+        thread.assistant_id,
+        thread.chat_completion_model,
+        json_value(thread.metadata),
+        time_value(thread.created_at),
+        time_value(thread.last_activity or thread.created_at),
+        thread.message_count,
+        thread.last_user_id,
+        thread.hwm,
+        thread.settled,
+        thread.last_error,
+        thread.reply_upto,
+        thread.reply_ref,
+        thread.external_key,
+    )
+
+
+def message_row(
+    message: StoredMessage, json_value: Callable[[Any], Any], time_value: Callable[[Any], Any]
+) -> tuple[Any, ...]:
+    """A message's values in MESSAGE_COLUMNS order."""
+    return (
+        message.thread_id,
+        message.id,
+        message.role,
+        message.content,
+        json_value(message.metadata),
+        message.external_id,
+        time_value(message.created_at),
+    )
 
 
 class StoreError(Exception):

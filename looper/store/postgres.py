@@ -28,24 +28,24 @@ from looper.models import (
 )
 from looper.store.base import (
     ASSISTANT_FOR,
+    MESSAGE_COLUMNS,
+    MESSAGE_FIELDS,
+    PENDING,
+    THREAD_COLUMNS,
     Conflict,
     LeaseLost,
     NotFound,
     SchemaTooNew,
     Store,
     StoreError,
+    message_row,
+    thread_row,
 )
 
 log = logging.getLogger(__name__)
 CHANNEL = "tutor_work"
 MIGRATION_LOCK = 7_315_002  # pg_advisory_xact_lock key: one replica migrates at a time
 NOW = "extract(epoch from clock_timestamp())::float8"
-PENDING = "last_user_id > settled"
-THREAD_COLUMNS = (
-    "id, assistant_id, chat_completion_model, metadata, created_at, last_activity, "
-    "message_count, last_user_id, hwm, settled, last_error, reply_upto, reply_ref"
-)
-MESSAGE_COLUMNS = "thread_id, id, role, content, metadata, created_at"
 
 Migration = tuple[str, list[str]]
 MIGRATIONS: list[Migration] = [
@@ -107,6 +107,11 @@ async def _init_connection(connection: asyncpg.Connection) -> None:
     await connection.set_type_codec(
         "jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog"
     )
+
+
+def same(value: Any) -> Any:
+    """asyncpg takes dicts (jsonb codec) and datetimes as they are."""
+    return value
 
 
 def _thread(row: asyncpg.Record) -> ChatCompletionThread:
@@ -374,7 +379,7 @@ class PostgresStore(Store):
                 raise NotFound(f"no thread {thread_id!r}")
             if external_id is not None:
                 seen = await db.fetchrow(
-                    f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE thread_id = $1 "
+                    f"SELECT {MESSAGE_FIELDS} FROM messages WHERE thread_id = $1 "
                     "AND external_id = $2",
                     thread_id,
                     external_id,
@@ -397,7 +402,7 @@ class PostgresStore(Store):
     ) -> dict[str, list[Message]]:
         found: dict[str, list[Message]] = {thread_id: [] for thread_id in thread_ids}
         rows = await db.fetch(
-            f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE thread_id = ANY($1) "
+            f"SELECT {MESSAGE_FIELDS} FROM messages WHERE thread_id = ANY($1) "
             "ORDER BY thread_id, id",
             thread_ids,
         )
@@ -554,32 +559,11 @@ class PostgresStore(Store):
             await db.executemany(
                 f"INSERT INTO threads ({THREAD_COLUMNS}, external_key) "
                 "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
-                [
-                    (
-                        t.id,
-                        t.assistant_id,
-                        t.chat_completion_model,
-                        t.metadata,
-                        t.created_at,
-                        t.last_activity or t.created_at,
-                        t.message_count,
-                        t.last_user_id,
-                        t.hwm,
-                        t.settled,
-                        t.last_error,
-                        t.reply_upto,
-                        t.reply_ref,
-                        t.external_key,
-                    )
-                    for t in snapshot.threads
-                ],
+                [thread_row(t, same, same) for t in snapshot.threads],
             )
             await db.executemany(
-                "INSERT INTO messages VALUES ($1, $2, $3, $4, $5, $6, $7)",
-                [
-                    (m.thread_id, m.id, m.role, m.content, m.metadata, m.external_id, m.created_at)
-                    for m in snapshot.messages
-                ],
+                f"INSERT INTO messages ({MESSAGE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                [message_row(m, same, same) for m in snapshot.messages],
             )
             await db.execute("SELECT pg_notify($1, 'import')", CHANNEL)
         self.notify_work()

@@ -31,12 +31,18 @@ from looper.models import (
 )
 from looper.store.base import (
     ASSISTANT_FOR,
+    MESSAGE_COLUMNS,
+    MESSAGE_FIELDS,
+    PENDING,
+    THREAD_COLUMNS,
     Conflict,
     LeaseLost,
     NotFound,
     SchemaTooNew,
     Store,
     StoreError,
+    message_row,
+    thread_row,
 )
 
 T = TypeVar("T")
@@ -103,13 +109,6 @@ def m002_bindings_and_activity(db: sqlite3.Connection) -> None:
 
 
 MIGRATIONS: list[Migration] = [m001_initial, m002_bindings_and_activity]
-
-THREAD_COLUMNS = (
-    "id, assistant_id, chat_completion_model, metadata, created_at, last_activity, "
-    "message_count, last_user_id, hwm, settled, last_error, reply_upto, reply_ref"
-)
-# The pending condition must be spelled exactly as in the partial index for SQLite to use it.
-PENDING = "last_user_id > settled"
 
 
 def sqlite_path(url: str) -> str:
@@ -429,7 +428,7 @@ class SQLiteStore(Store):
         for start in range(0, len(thread_ids), 500):  # stay under SQLite's variable limit
             batch = thread_ids[start : start + 500]
             cursor = self.db.execute(
-                "SELECT thread_id, id, role, content, metadata, created_at FROM messages "
+                f"SELECT {MESSAGE_FIELDS} FROM messages "
                 f"WHERE thread_id IN ({', '.join('?' * len(batch))}) ORDER BY thread_id, id",
                 batch,
             )
@@ -606,40 +605,11 @@ class SQLiteStore(Store):
                 db.executemany(
                     f"INSERT INTO threads ({THREAD_COLUMNS}, external_key) "
                     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    [
-                        (
-                            t.id,
-                            t.assistant_id,
-                            t.chat_completion_model,
-                            json.dumps(t.metadata),
-                            _iso(t.created_at),
-                            _iso(t.last_activity or t.created_at),
-                            t.message_count,
-                            t.last_user_id,
-                            t.hwm,
-                            t.settled,
-                            t.last_error,
-                            t.reply_upto,
-                            t.reply_ref,
-                            t.external_key,
-                        )
-                        for t in snapshot.threads
-                    ],
+                    [thread_row(t, json.dumps, _iso) for t in snapshot.threads],
                 )
                 db.executemany(
-                    "INSERT INTO messages VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    [
-                        (
-                            m.thread_id,
-                            m.id,
-                            m.role,
-                            m.content,
-                            json.dumps(m.metadata),
-                            m.external_id,
-                            _iso(m.created_at),
-                        )
-                        for m in snapshot.messages
-                    ],
+                    f"INSERT INTO messages ({MESSAGE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    [message_row(m, json.dumps, _iso) for m in snapshot.messages],
                 )
 
         await self._run(load)
