@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from looper.store.sqlite import PENDING, SQLiteStore, sqlite_path
+from looper.store.base import PENDING
+from looper.store.sqlite import SQLiteStore, sqlite_path
 
 
 def test_sqlite_urls() -> None:
