@@ -54,7 +54,6 @@ class Pacer:
         self.share = MARGIN / max(1, replicas)
         self.buckets: dict[tuple[str, str], Bucket] = {}
         self.blocked_until: dict[tuple[str, str], float] = {}
-        self.waited = 0.0  # seconds spent waiting for budget, for benchmarks
 
     @staticmethod
     def _key(method: str, channel: str) -> tuple[str, str]:
@@ -85,8 +84,8 @@ class Pacer:
 
     async def wait(self, method: str, channel: str = "") -> None:
         """Wait until a call of `method` fits the budget, and spend it."""
-        while (delay := self._delay(method, channel, time.monotonic())) > 0:
-            self.waited += delay
+        # Budget refills with time, not on an event: sleeping until then is the point.
+        while (delay := self._delay(method, channel, time.monotonic())) > 0:  # noqa: ASYNC110
             await asyncio.sleep(delay)
         bucket = self._bucket(method, channel)
         if bucket is not None:

@@ -118,9 +118,9 @@ class SlackReply:
         else:
             await self._show_working()
 
-    async def _stop_stream_quietly(self, ts: str) -> None:
+    async def _stop_stream_quietly(self, ts: str, prepaid: bool = False) -> None:
         try:
-            await self.api.call("chat.stopStream", channel=self.channel, ts=ts)
+            await self.api.call("chat.stopStream", prepaid=prepaid, channel=self.channel, ts=ts)
         except SlackApiError as exc:
             if slack_error(exc) != "message_not_in_streaming_state":
                 raise
@@ -190,7 +190,7 @@ class SlackReply:
         else:
             parts = split_markdown(text)
             if self.mode == "stream":
-                await self._stop_stream_quietly(str(self.ts))
+                await self._stop_stream_quietly(str(self.ts), prepaid=True)  # paid at start
                 self.mode = "update"
             await self._write_first(parts[0])
         await self._write_rest(parts[1:])

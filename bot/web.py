@@ -43,7 +43,6 @@ class SlackApi:
     def __init__(self, client: AsyncWebClient, pacer: Pacer | None = None) -> None:
         self.client = client
         self.pacer = pacer or Pacer()
-        self.counts: dict[str, int] = {}
 
     async def call(self, method: str, prepaid: bool = False, **args: Any) -> AsyncSlackResponse:
         """Call `method`, waiting for its budget (unless `prepaid` by `call_if_budget`'s `also`)."""
@@ -82,7 +81,6 @@ class SlackApi:
             raise
 
     async def _send(self, method: str, args: dict[str, Any]) -> AsyncSlackResponse:
-        self.counts[method] = self.counts.get(method, 0) + 1
         function = getattr(self.client, method.replace(".", "_"))
         response: AsyncSlackResponse = await function(**args)
         return response

@@ -124,7 +124,6 @@ class FakeSlack:
     responses: list[dict[str, Any]] = field(default_factory=list)  # to response_url
     statuses: list[dict[str, Any]] = field(default_factory=list)  # setStatus calls that worked
     finished: dict[str, int] = field(default_factory=dict)  # channel: answers finished there
-    redelivered: int = 0  # events sent again for want of an ack
     base_url: str = ""
 
     def __post_init__(self) -> None:
@@ -390,7 +389,6 @@ class FakeSlack:
             acked = self.envelopes[body["envelope_id"]].acked_at is not None
         if acked or body["retry_attempt"] >= REDELIVERIES:
             return
-        self.redelivered += 1
         await self._send(
             {**body, "retry_attempt": body["retry_attempt"] + 1, "retry_reason": "timeout"}
         )
