@@ -12,19 +12,20 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import sqlite3
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+from fakes.openai_server import API_KEY
 from looper.completion import Completer, make_clients
 from looper.core import Tutor
 from looper.loop import Looper
 from looper.models import ChatCompletionPhysicsTutor, utcnow
 from looper.sinks import Job
-from looper.store.sqlite import SQLiteStore
-from tests.fakes.openai_server import API_KEY
+from looper.store import open_store
 
 
 class CountingSink:
@@ -62,7 +63,7 @@ class CountingSink:
 
 def start_fake(latency: float) -> tuple[subprocess.Popen[str], str]:
     fake = subprocess.Popen(
-        [sys.executable, "-m", "tests.fakes.openai_server", "--latency", str(latency)],
+        [sys.executable, "-m", "fakes.openai_server", "--latency", str(latency)],
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -71,8 +72,7 @@ def start_fake(latency: float) -> tuple[subprocess.Popen[str], str]:
 
 
 async def answer_pending(n: int, concurrency: int, base_url: str, folder: Path) -> dict[str, float]:
-    store = SQLiteStore(f"sqlite:///{folder / f'pending-{n}.db'}")
-    await store.open()
+    store = await open_store(f"sqlite:///{folder / f'pending-{n}.db'}")
     tutor = Tutor(store, "gpt-5-mini")
     assistant = await tutor.add_assistant()
     for index in range(n):
@@ -93,11 +93,11 @@ async def answer_pending(n: int, concurrency: int, base_url: str, folder: Path) 
     return {"seconds": elapsed, "answered": answered, "failed": sink.failed}
 
 
-def add_idle_threads(store: SQLiteStore, count: int) -> None:
-    """Bulk set-up of answered threads, straight into the schema (set-up only, not timed)."""
+def add_idle_threads(path: Path, count: int) -> None:
+    """Bulk set-up of answered threads, straight into the file (set-up only, not timed)."""
     now = utcnow().isoformat()
     assistant = ChatCompletionPhysicsTutor()
-    db = store.db
+    db = sqlite3.connect(path, isolation_level=None)
     db.execute("BEGIN")
     db.execute(
         "INSERT INTO assistants VALUES (?, ?, ?, ?, ?)",
@@ -120,12 +120,12 @@ def add_idle_threads(store: SQLiteStore, count: int) -> None:
         ),
     )
     db.execute("COMMIT")
+    db.close()
 
 
 async def poll_cost(idle: int, folder: Path, rounds: int = 500) -> float:
-    store = SQLiteStore(f"sqlite:///{folder / 'idle.db'}")
-    await store.open()
-    await asyncio.to_thread(add_idle_threads, store, idle)
+    store = await open_store(f"sqlite:///{folder / 'idle.db'}")
+    await asyncio.to_thread(add_idle_threads, folder / "idle.db", idle)
     start = time.perf_counter()
     for _ in range(rounds):
         assert await store.claim_pending("bench", 64, 30) == []

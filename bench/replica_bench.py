@@ -27,9 +27,9 @@ from typing import Any
 import asyncpg
 
 from bench.slack_bench import Run, ask, fan_out, percentile, start_fake_openai
+from fakes.openai_server import API_KEY, FakeOpenAI
 from looper.core import Tutor
 from looper.store import open_store
-from tests.fakes.openai_server import API_KEY, FakeOpenAI
 
 
 class Databases:

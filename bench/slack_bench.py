@@ -22,8 +22,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tests.fakes.openai_server import API_KEY
-from tests.fakes.slack_server import APP_TOKEN, BOT_TOKEN, BOT_USER, FakeSlack
+from fakes.openai_server import API_KEY
+from fakes.slack_server import APP_TOKEN, BOT_TOKEN, BOT_USER, FakeSlack
 
 STUDENT = "U0STUDENT1"
 VISIBLE = {"chat.startStream", "assistant.threads.setStatus", "chat.postMessage"}
@@ -34,7 +34,7 @@ def start_fake_openai(latency: float, answer_chars: int) -> tuple[subprocess.Pop
         [
             sys.executable,
             "-m",
-            "tests.fakes.openai_server",
+            "fakes.openai_server",
             "--latency",
             str(latency),
             "--answer-chars",

@@ -15,19 +15,20 @@ from aiohttp import ClientError
 from slack_bolt.app.async_app import AsyncApp
 from slack_sdk.errors import SlackApiError
 
-from bot.ack import AckFirst
 from bot.admins import Admins
 from bot.catchup import catch_up
-from bot.commands import TutorCommands
+from bot.commands import ROUTES, TutorCommands
 from bot.events import EventHandlers
 from bot.formatting import RETRY_ACTION
+from bot.middleware import AckFirst, ParseCommand
 from bot.pacing import Pacer
+from bot.settings import BotSettings
 from bot.sink import SlackSink
 from bot.socket import TutorSocketHandler
 from bot.web import SlackApi, make_client, slack_error
 from looper.core import Tutor
 from looper.loop import Looper
-from looper.settings import MissingSetting, Settings
+from looper.settings import MissingSetting
 from looper.store import Store, open_store
 
 log = logging.getLogger(__name__)
@@ -44,7 +45,7 @@ def token_problem(name: str, token: str, why: str) -> MissingSetting:
     return MissingSetting(f"{name} {why}: use the {prefix}… token from your app's page, {where}")
 
 
-async def check_tokens(settings: Settings) -> None:
+async def check_tokens(settings: BotSettings) -> None:
     """Stop with one clear line when a token is missing, malformed or rejected by Slack."""
     for name, token in (
         ("SLACK_BOT_TOKEN", settings.slack_bot_token),
@@ -73,12 +74,13 @@ async def check_tokens(settings: Settings) -> None:
             ) from exc
 
 
-def build_apps(tutor: Tutor, api: SlackApi, settings: Settings) -> tuple[AsyncApp, AsyncApp]:
+def build_apps(tutor: Tutor, api: SlackApi, settings: BotSettings) -> tuple[AsyncApp, AsyncApp]:
     """The app for commands and clicks (acknowledged first) and the app for events
     (acknowledged once stored); see `TutorSocketHandler`."""
     events = EventHandlers(tutor, api)
     commands = TutorCommands(tutor, api, Admins(api, settings.admins))
     app = AsyncApp(client=api.client, name="tutor")
+    app.use(ParseCommand(ROUTES))
     app.use(AckFirst())
     app.command("/tutor")(commands.run)
     app.action(RETRY_ACTION)(events.on_retry)
@@ -88,7 +90,7 @@ def build_apps(tutor: Tutor, api: SlackApi, settings: Settings) -> tuple[AsyncAp
     return app, events_app
 
 
-async def run_bot(settings: Settings) -> None:
+async def run_bot(settings: BotSettings) -> None:
     key = settings.require_openai_key()
     await check_tokens(settings)
     store = await open_store(settings.tutor_database_url)
@@ -98,14 +100,14 @@ async def run_bot(settings: Settings) -> None:
         await store.close()
 
 
-async def serve(settings: Settings, store: Store, openai_key: str) -> None:
+async def serve(settings: BotSettings, store: Store, openai_key: str) -> None:
     limits = aiohttp.TCPConnector(limit=100, limit_per_host=100)
     async with aiohttp.ClientSession(connector=limits) as session:
         await serve_with(settings, store, openai_key, session)
 
 
 async def serve_with(
-    settings: Settings, store: Store, openai_key: str, session: aiohttp.ClientSession
+    settings: BotSettings, store: Store, openai_key: str, session: aiohttp.ClientSession
 ) -> None:
     tutor = Tutor(store, settings.tutor_model)
     api = SlackApi(

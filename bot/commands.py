@@ -1,8 +1,8 @@
-"""The /tutor slash command: one router, one small function per subcommand.
+"""The /tutor slash command: one small function per subcommand, and the route table.
 
-`AckFirst` acknowledges before any of this runs: usage and input errors (`problem`) travel in
-the ack itself (ephemeral, no API call); everything else is answered ephemerally through the
-command's response_url, except `ask`, which posts in the channel.
+`ParseCommand` and `AckFirst` run first: usage and input errors travel in the ack itself
+(ephemeral, no API call); everything else is answered ephemerally through the command's
+response_url, except `ask`, which posts in the channel.
 """
 
 from __future__ import annotations
@@ -14,28 +14,21 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from slack_bolt.context.async_context import AsyncBoltContext
 from slack_sdk.errors import SlackApiError
 
 from bot.admins import Admins
 from bot.formatting import permalink_fallback, thread_metadata
-from bot.places import asker, channel_place, thread_place
+from bot.middleware import INVOCATION
+from bot.places import SlackThread, asker, channel_place
+from bot.routes import Invocation, Route
 from bot.status import show_thinking
 from bot.web import SlackApi, slack_error
 from looper.core import Tutor
-from looper.models import ChatCompletionThread, NewMessage, new_id
+from looper.models import BaseAssistant, ChatCompletionThread, NewMessage, new_id
 from looper.store import StoreError
 
 log = logging.getLogger(__name__)
-
-USAGE = """*tutor* — answers in threads. Reply in the thread to follow up.
-• `/tutor ask <question>` — ask; the answer arrives as a threaded reply
-• `/tutor assistants` — list assistants
-• `/tutor help` — this text
-Admins:
-• `/tutor assistant add <name> <instructions>` — add an assistant (quote a name with spaces)
-• `/tutor use <assistant>` — this channel's assistant (name or id)
-• `/tutor threads` — list conversations
-• `/tutor thread add [assistant]` — start an empty conversation to reply under"""
 
 NOT_IN_CHANNEL = "I can't post here yet: invite me with `/invite @tutor` and try again."
 
@@ -58,13 +51,6 @@ class Command:
         await self.respond(text=text, response_type="ephemeral", replace_original=False)
 
 
-Handler = Callable[["TutorCommands", Command], Awaitable[None]]
-
-
-def needs_text(usage: str) -> Callable[[str], str | None]:
-    return lambda args: None if args else usage
-
-
 class TutorCommands:
     """Routes /tutor subcommands to handlers."""
 
@@ -73,27 +59,26 @@ class TutorCommands:
         self.api = api
         self.admins = admins
 
-    async def run(self, command: dict[str, Any], respond: Any) -> None:
+    async def run(self, command: dict[str, Any], respond: Any, context: AsyncBoltContext) -> None:
         """The subcommand's work, after `AckFirst` acknowledged it."""
-        if problem(command):
-            return
-        name, _, args = (command.get("text") or "").strip().partition(" ")
-        handler, admin_only, _ = ROUTES[name.lower()]
+        invocation: Invocation = context[INVOCATION]
+        if invocation.route is None or invocation.reply:
+            return  # the ack said all there was to say
         call = Command(
             user=command.get("user_id", ""),
             team=command.get("team_id", ""),
             channel=command.get("channel_id", ""),
-            args=args.strip(),
+            args=invocation.text,
             respond=respond,
         )
-        await self._run(handler, call, admin_only)
+        await self._run(invocation.route, call)
 
-    async def _run(self, handler: Handler, call: Command, admin_only: bool) -> None:
+    async def _run(self, route: Route, call: Command) -> None:
         try:
-            if admin_only and not await self.admins.allows(call.user):
+            if route.admin_only and not await self.admins.allows(call.user):
                 await call.tell("Sorry, only tutor admins can do that. Ask a workspace admin.")
                 return
-            await handler(self, call)
+            await route.handler(self, call)
         except (UserError, StoreError) as exc:
             await call.tell(str(exc))
         except SlackApiError as exc:
@@ -103,23 +88,32 @@ class TutorCommands:
             log.exception("/tutor %s failed", call.args)
             await call.tell("Something went wrong on my side; nothing you typed was lost.")
 
-    # anyone
-    async def ask(self, call: Command) -> None:
-        assistant = await self.tutor.assistant_for(channel_place(call.channel))
+    async def _post_root(
+        self, call: Command, assistant: BaseAssistant, text: str
+    ) -> tuple[str, SlackThread]:
+        """Post the message a new conversation lives under; its metadata names the thread."""
         thread_id = new_id("thread")
         root = await self.api.call(
             "chat.postMessage",
             channel=call.channel,
-            text=f"<@{call.user}> asked: {call.args}",
+            text=text,
             metadata=thread_metadata(thread_id, assistant.id),
         )
-        ts = str(root["ts"])
-        shown = await show_thinking(self.api, call.channel, ts)
+        return thread_id, SlackThread(call.channel, str(root["ts"]), call.team)
+
+    # anyone
+    async def ask(self, call: Command) -> None:
+        assistant = await self.tutor.assistant_for(channel_place(call.channel))
+        text = f"<@{call.user}> asked: {call.args}"
+        thread_id, place = await self._post_root(call, assistant, text)
+        shown = await show_thinking(self.api, place.channel, place.thread_ts)
+        question = NewMessage(
+            content=call.args,
+            metadata=asker(call.user, place.thread_ts, shown),
+            external_id=place.thread_ts,
+        )
         await self.tutor.start_thread(
-            assistant,
-            thread_place(call.team, call.channel, ts),
-            NewMessage(content=call.args, metadata=asker(call.user, ts, shown), external_id=ts),
-            thread_id=thread_id,
+            assistant, place.metadata, question, thread_id=thread_id, external_key=place.key
         )
 
     async def assistants(self, call: Command) -> None:
@@ -133,11 +127,8 @@ class TutorCommands:
         await call.tell("\n".join(lines) or "No assistants yet: `/tutor assistant add` adds one.")
 
     # admins
-    async def assistant(self, call: Command) -> None:
-        verb, _, rest = call.args.partition(" ")
-        if verb.lower() != "add":
-            raise UserError("Usage: `/tutor assistant add <name> <instructions>`")
-        name, instructions = split_name(rest)
+    async def add_assistant(self, call: Command) -> None:
+        name, instructions = split_name(call.args)
         added = await self.tutor.add_assistant(name, instructions)
         await call.tell(
             f"Added *{added.name}* `{added.id}`. Bind it with `/tutor use {added.name}`."
@@ -158,51 +149,34 @@ class TutorCommands:
         await call.tell("\n".join(lines))
 
     async def _link(self, thread: ChatCompletionThread) -> str | None:
-        channel = thread.metadata.get("slack_channel")
-        ts = thread.metadata.get("slack_thread_ts")
-        if not (channel and ts):
+        place = SlackThread.of(thread)
+        if place is None:
             return None
         try:
-            found = await self.api.call("chat.getPermalink", channel=channel, message_ts=ts)
+            found = await self.api.call(
+                "chat.getPermalink", channel=place.channel, message_ts=place.thread_ts
+            )
             return str(found["permalink"])
         except SlackApiError:
-            return permalink_fallback(channel, ts)
+            return permalink_fallback(place.channel, place.thread_ts)
 
-    async def thread(self, call: Command) -> None:
-        verb, _, ref = call.args.partition(" ")
-        if verb.lower() != "add":
-            raise UserError("Usage: `/tutor thread add [assistant]`")
-        place = channel_place(call.channel)
-        ref = ref.strip()
+    async def add_thread(self, call: Command) -> None:
         assistant = await (
-            self.tutor.find_assistant(ref) if ref else self.tutor.assistant_for(place)
+            self.tutor.find_assistant(call.args)
+            if call.args
+            else self.tutor.assistant_for(channel_place(call.channel))
         )
-        thread_id = new_id("thread")
-        root = await self.api.call(
-            "chat.postMessage",
-            channel=call.channel,
-            text=f"New conversation with *{assistant.name}*, started by <@{call.user}>. "
-            "Reply in this thread to ask.",
-            metadata=thread_metadata(thread_id, assistant.id),
+        text = (
+            f"New conversation with *{assistant.name}*, started by <@{call.user}>. "
+            "Reply in this thread to ask."
         )
-        metadata = thread_place(call.team, call.channel, str(root["ts"]))
-        await self.tutor.start_thread(assistant, metadata, thread_id=thread_id)
+        thread_id, place = await self._post_root(call, assistant, text)
+        await self.tutor.start_thread(
+            assistant, place.metadata, thread_id=thread_id, external_key=place.key
+        )
         await call.tell(
             f"Started `{thread_id}` with *{assistant.name}*: replies under it are asked."
         )
-
-
-def problem(command: dict[str, Any]) -> str | None:
-    """What to say instead of running the command: usage, or what is wrong with the input."""
-    name, _, args = (command.get("text") or "").strip().partition(" ")
-    name = name.lower()
-    if name in ("", "help"):
-        return USAGE
-    route = ROUTES.get(name)
-    if route is None:
-        return f"I don't know `/tutor {name}`.\n{USAGE}"
-    check = route[2]
-    return check(args.strip()) if check else None
 
 
 def split_name(text: str) -> tuple[str, str]:
@@ -220,8 +194,8 @@ def split_name(text: str) -> tuple[str, str]:
 
 
 def describe(thread: ChatCompletionThread, names: dict[str, str], link: str | None) -> str:
-    channel = thread.metadata.get("slack_channel")
-    where = f"<#{channel}>" if channel else "CLI"
+    place = SlackThread.of(thread)
+    where = f"<#{place.channel}>" if place else "CLI"
     activity = thread.last_activity.strftime("%Y-%m-%d %H:%M UTC") if thread.last_activity else "-"
     shown = f"<{link}|open>" if link else "-"
     return (
@@ -230,19 +204,38 @@ def describe(thread: ChatCompletionThread, names: dict[str, str], link: str | No
     )
 
 
-ROUTES: dict[str, tuple[Handler, bool, Callable[[str], str | None] | None]] = {
-    "ask": (
+ROUTES = (
+    Route(
+        "ask",
         TutorCommands.ask,
-        False,
-        needs_text("Ask what? `/tutor ask how did the universe begin?`"),
+        "ask; the answer arrives as a threaded reply",
+        "<question>",
+        needs_text=True,
+        when_missing="Ask what? `/tutor ask how did the universe begin?`",
     ),
-    "assistants": (TutorCommands.assistants, False, None),
-    "assistant": (
-        TutorCommands.assistant,
-        True,
-        needs_text("Usage: `/tutor assistant add <name> <instructions>`"),
+    Route("assistants", TutorCommands.assistants, "list assistants"),
+    Route(
+        "assistant add",
+        TutorCommands.add_assistant,
+        "add an assistant (quote a name with spaces)",
+        "<name> <instructions>",
+        admin_only=True,
+        needs_text=True,
     ),
-    "use": (TutorCommands.use, True, needs_text("Usage: `/tutor use <assistant>`")),
-    "threads": (TutorCommands.threads, True, None),
-    "thread": (TutorCommands.thread, True, needs_text("Usage: `/tutor thread add [assistant]`")),
-}
+    Route(
+        "use",
+        TutorCommands.use,
+        "this channel's assistant (name or id)",
+        "<assistant>",
+        admin_only=True,
+        needs_text=True,
+    ),
+    Route("threads", TutorCommands.threads, "list conversations", admin_only=True),
+    Route(
+        "thread add",
+        TutorCommands.add_thread,
+        "start an empty conversation to reply under",
+        "[assistant]",
+        admin_only=True,
+    ),
+)

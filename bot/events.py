@@ -11,7 +11,7 @@ import logging
 import re
 from typing import Any
 
-from bot.places import asker, channel_place, thread_place
+from bot.places import SlackThread, asker, channel_place
 from bot.status import show_thinking
 from bot.web import SlackApi
 from looper.core import Tutor
@@ -64,7 +64,7 @@ class EventHandlers:
         await self._start(event, context, root=thread_ts or event["ts"])
 
     async def _ask_in_thread(self, event: dict[str, Any], thread_ts: str) -> bool:
-        thread = await self.tutor.threads.by_slack(event["channel"], thread_ts)
+        thread = await self.tutor.threads.by_key(SlackThread(event["channel"], thread_ts).key)
         if thread is None:
             return False
         shown = await show_thinking(self.api, event["channel"], thread_ts)
@@ -77,17 +77,20 @@ class EventHandlers:
         return True
 
     async def _start(self, event: dict[str, Any], context: dict[str, Any], root: str) -> None:
-        channel = event["channel"]
-        team = event.get("team") or context.get("team_id") or ""
-        shown = await show_thinking(self.api, channel, root)
-        assistant = await self.tutor.assistant_for(channel_place(channel))
+        place = SlackThread(
+            event["channel"], root, event.get("team") or context.get("team_id") or ""
+        )
+        shown = await show_thinking(self.api, place.channel, root)
+        assistant = await self.tutor.assistant_for(channel_place(place.channel))
         question = NewMessage(
             content=without_mentions(event["text"]),
             metadata=asker(event["user"], event["ts"], shown),
             external_id=event["ts"],
         )
         try:
-            await self.tutor.start_thread(assistant, thread_place(team, channel, root), question)
+            await self.tutor.start_thread(
+                assistant, place.metadata, question, external_key=place.key
+            )
         except Conflict:  # the same event again, or message and app_mention for one post
             await self._ask_in_thread(event, root)
 

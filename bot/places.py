@@ -1,6 +1,16 @@
-"""How Slack places map to tutor's store keys and thread metadata."""
+"""How Slack places map to tutor's keys and metadata. The Slack metadata keys live here only."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+
+from looper.models import ChatCompletionThread, Message
+
+# A thread's metadata: where its Slack thread is.
+TEAM, CHANNEL, THREAD_TS = "slack_team", "slack_channel", "slack_thread_ts"
+# A message's metadata: who wrote it, its Slack ts, whether "is thinking…" shows for it.
+USER, TS, STATUS = "slack_user", "slack_ts", "slack_status"
+SHOWN = "shown"
 
 
 def channel_place(channel: str) -> str:
@@ -8,14 +18,58 @@ def channel_place(channel: str) -> str:
     return f"slack:{channel}"
 
 
-def thread_place(team: str, channel: str, thread_ts: str) -> dict[str, str]:
-    """A tutor thread's metadata for the Slack thread rooted at `thread_ts`."""
-    return {"slack_team": team, "slack_channel": channel, "slack_thread_ts": thread_ts}
+@dataclass(frozen=True)
+class SlackThread:
+    """The Slack thread a tutor thread lives in: the channel and the root message's ts."""
+
+    channel: str
+    thread_ts: str
+    team: str = ""
+
+    @property
+    def key(self) -> str:
+        """The tutor thread's external key: one tutor thread per Slack thread."""
+        return f"slack:{self.channel}:{self.thread_ts}"
+
+    @property
+    def metadata(self) -> dict[str, str]:
+        return {TEAM: self.team, CHANNEL: self.channel, THREAD_TS: self.thread_ts}
+
+    @classmethod
+    def of(cls, thread: ChatCompletionThread) -> SlackThread | None:
+        """Where `thread` lives in Slack; None for a thread started elsewhere (the CLI)."""
+        return cls.from_metadata(thread.metadata)
+
+    @classmethod
+    def from_metadata(cls, metadata: dict[str, str]) -> SlackThread | None:
+        if not (metadata.get(CHANNEL) and metadata.get(THREAD_TS)):
+            return None
+        return cls(metadata[CHANNEL], metadata[THREAD_TS], metadata.get(TEAM, ""))
+
+
+def key_from_metadata(metadata: dict[str, str]) -> str | None:
+    """The external key of a thread with this metadata (for exports that lack it)."""
+    place = SlackThread.from_metadata(metadata)
+    return place.key if place else None
 
 
 def asker(user: str, ts: str, thinking_shown: bool = False) -> dict[str, str]:
-    """A user message's metadata: who wrote it, its Slack ts, whether the status shows."""
-    metadata = {"slack_user": user, "slack_ts": ts}
+    """A question's metadata: who wrote it, its Slack ts, whether the status shows."""
+    metadata = {USER: user, TS: ts}
     if thinking_shown:
-        metadata["slack_status"] = "shown"
+        metadata[STATUS] = SHOWN
     return metadata
+
+
+def asked_by(message: Message) -> str:
+    return message.metadata.get(USER, "")
+
+
+def slack_ts(message: Message) -> str:
+    """The Slack ts of a stored message ("" for one that never was in Slack)."""
+    return message.metadata.get(TS, "")
+
+
+def status_shown(message: Message) -> bool:
+    """Whether "is thinking…" was shown under the thread when `message` was asked."""
+    return message.metadata.get(STATUS) == SHOWN

@@ -7,8 +7,6 @@ from slack_sdk.errors import SlackApiError
 from bot.formatting import THINKING
 from bot.web import SlackApi
 
-SHOWN = "slack_status"  # in a question's metadata: its thread shows the status already
-
 
 async def show_thinking(api: SlackApi, channel: str, thread_ts: str) -> bool:
     """Set the status (Tier 5: no budget to spend); False where Slack refuses it."""

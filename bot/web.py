@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -79,6 +80,27 @@ class SlackApi:
                 self.pacer.rate_limited(method, channel, self._delay(exc, 1))
                 return None
             raise
+
+    async def replies(
+        self, channel: str, thread_ts: str, **args: Any
+    ) -> AsyncIterator[dict[str, Any]]:
+        """The messages of a thread (`conversations.replies`), page by page, each paced."""
+        cursor = None
+        while True:
+            page = await self.call(
+                "conversations.replies",
+                channel=channel,
+                ts=thread_ts,
+                limit=200,
+                cursor=cursor,
+                **args,
+            )
+            messages: list[dict[str, Any]] = page.get("messages", [])
+            for message in messages:
+                yield message
+            cursor = (page.get("response_metadata") or {}).get("next_cursor")
+            if not cursor:
+                return
 
     async def _send(self, method: str, args: dict[str, Any]) -> AsyncSlackResponse:
         function = getattr(self.client, method.replace(".", "_"))

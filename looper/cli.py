@@ -21,6 +21,11 @@ from looper.store import StoreError, open_store
 
 P = ParamSpec("P")
 R = TypeVar("R")
+S = TypeVar("S", bound=Settings)
+
+# Exports made before threads stored their place key (tutor 0.1) carry it only in the
+# front end's metadata: each front end registers how to read it back from there.
+KEYS_FROM_METADATA: list[Callable[[dict[str, str]], str | None]] = []
 
 
 class Failure(click.ClickException):
@@ -30,9 +35,9 @@ class Failure(click.ClickException):
         click.echo(f"tutor: {self.format_message()}", err=True)
 
 
-def load_settings() -> Settings:
+def load_settings(kind: type[S]) -> S:
     try:
-        return Settings()
+        return kind()
     except ValidationError as exc:
         problem = exc.errors()[0]
         name = str(problem["loc"][0]).upper() if problem["loc"] else "a setting"
@@ -63,8 +68,8 @@ async def with_tutor(settings: Settings, work: Callable[[Tutor], Awaitable[R]]) 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.pass_context
 def main(ctx: click.Context) -> None:
-    """tutor: LLM tutors in Slack threads, and the engine behind them."""
-    ctx.obj = load_settings()
+    """tutor: LLM tutors (and any other persona) in threads, and the engine behind them."""
+    ctx.obj = load_settings(Settings)
 
 
 @main.group()
@@ -212,6 +217,9 @@ async def import_store(settings: Settings, file: TextIO) -> None:
         snapshot = Snapshot.model_validate_json(file.read())
     except ValidationError as exc:
         raise Failure(f"{file.name} is not a tutor export: {exc.errors()[0]['msg']}") from exc
+    for thread in snapshot.threads:
+        keys = (key(thread.metadata) for key in KEYS_FROM_METADATA)
+        thread.external_key = thread.external_key or next(filter(None, keys), None)
     store = await open_store(settings.tutor_database_url)
     try:
         await store.import_all(snapshot)

@@ -1,4 +1,4 @@
-"""Core operations: what every front end (CLI, Slack) does to the store."""
+"""Core operations: what every front end (the CLI, the chat bot) does to the store."""
 
 from __future__ import annotations
 
@@ -57,7 +57,7 @@ class Tutor:
         raise NotFound(f"no assistant {ref!r} (assistants: {names})")
 
     async def use(self, place: str, ref: str) -> BaseAssistant:
-        """Bind a place (e.g. a Slack channel) to an assistant."""
+        """Bind a place (e.g. a channel) to an assistant."""
         assistant = await self.find_assistant(ref)
         await self.store.bind(place, assistant.id)
         return assistant
@@ -82,8 +82,10 @@ class Tutor:
         first: NewMessage | None = None,
         thread_id: str | None = None,
         model: str | None = None,
+        external_key: str | None = None,
     ) -> ChatCompletionThread:
-        """A thread in a place (`metadata`), with its first question stored with it."""
+        """A thread in a place (`metadata`, filed under `external_key`), with its first
+        question stored with it."""
         if model is not None and not model.strip():
             raise InvalidInput("the model name is empty")
         if first is not None and not first.content.strip():
@@ -92,6 +94,7 @@ class Tutor:
             assistant_id=assistant.id,
             chat_completion_model=model or assistant.model or self.default_model,
             metadata=metadata,
+            external_key=external_key,
         )
         if thread_id:
             thread.id = thread_id

@@ -39,11 +39,14 @@ class ChatCompletionPhysicsTutor(BaseAssistant):
 
 
 class BaseThread(BaseModel):
-    """A conversation; `metadata` maps it to where it lives (for Slack: team, channel, root ts)."""
+    """A conversation. `metadata` belongs to the front end that started it (where the thread
+    lives); `external_key` is that front end's unique key for the place, so one place maps
+    to one thread. The engine reads neither."""
 
     id: str = Field(default_factory=lambda: new_id("thread"))
     created_at: datetime = Field(default_factory=utcnow)
     metadata: dict[str, str] = Field(default_factory=dict)
+    external_key: str | None = None
 
 
 class ChatCompletionThread(BaseThread):
@@ -67,13 +70,6 @@ class ChatCompletionThread(BaseThread):
     reply_ref: str | None = None
 
     @property
-    def external_key(self) -> str | None:
-        """A unique key of the place the thread lives in, so that place maps to one thread."""
-        channel = self.metadata.get("slack_channel")
-        root = self.metadata.get("slack_thread_ts")
-        return slack_key(channel, root) if channel and root else None
-
-    @property
     def pending(self) -> bool:
         """A question is waiting for the looper."""
         return self.last_user_id > self.settled
@@ -82,10 +78,6 @@ class ChatCompletionThread(BaseThread):
     def failed(self) -> bool:
         """The looper gave up on a question (see `last_error`); `retry` asks again."""
         return self.settled > self.hwm
-
-
-def slack_key(channel: str, thread_ts: str) -> str:
-    return f"slack:{channel}:{thread_ts}"
 
 
 class Message(BaseModel):
@@ -100,7 +92,8 @@ class Message(BaseModel):
 
 
 class NewMessage(BaseModel):
-    """A user message to append; `external_id` (e.g. a Slack ts) makes appending idempotent."""
+    """A user message to append; `external_id` (the front end's id for it) makes appending
+    idempotent."""
 
     content: str
     metadata: dict[str, str] = Field(default_factory=dict)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import Field, field_validator
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_MODEL = "gpt-5-mini"
@@ -13,20 +13,16 @@ class MissingSetting(Exception):
 
 
 class Settings(BaseSettings):
-    """Every knob of tutor. Names match the environment variables (case-insensitive)."""
+    """The engine's knobs (front ends add their own). Names match the environment variables
+    (case-insensitive)."""
 
     model_config = SettingsConfigDict(env_file=".env", extra="ignore")
-
-    slack_bot_token: str = ""
-    slack_app_token: str = ""
-    slack_api_url: str = "https://slack.com/api/"
 
     openai_api_key: str = ""
     openai_base_url: str = ""
 
     tutor_database_url: str = "sqlite:///tutor.db"
     tutor_model: str = DEFAULT_MODEL
-    tutor_admins: str = ""
     tutor_poll_interval: float = Field(1.0, gt=0)
     tutor_max_concurrency: int = Field(64, ge=1)
 
@@ -36,17 +32,6 @@ class Settings(BaseSettings):
     tutor_retry_base_delay: float = Field(0.5, ge=0)
     tutor_request_timeout: float = Field(120.0, gt=0)
     tutor_lease_seconds: float = Field(30.0, gt=0)
-    tutor_catchup_hours: float = Field(24.0, ge=0)
-    tutor_replicas: int = Field(1, ge=1, description="processes sharing Slack's rate limits")
-
-    @field_validator("slack_api_url")
-    @classmethod
-    def _slash_terminated(cls, url: str) -> str:
-        return url if url.endswith("/") else url + "/"
-
-    @property
-    def admins(self) -> set[str]:
-        return {a.strip() for a in self.tutor_admins.split(",") if a.strip()}
 
     def require_openai_key(self) -> str:
         if not self.openai_api_key:

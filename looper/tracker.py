@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from looper.models import ChatCompletionThread, slack_key
+from looper.models import ChatCompletionThread
 from looper.store import NotFound, Store
 
 
 class ThreadTracker:
-    """Lists and finds threads: by id, by Slack channel and root ts, newest first."""
+    """Lists and finds threads: by id, by a front end's key for their place, newest first."""
 
     def __init__(self, store: Store) -> None:
         self.store = store
@@ -17,8 +17,8 @@ class ThreadTracker:
     async def get(self, thread_id: str) -> ChatCompletionThread:
         return await self.store.get_thread(thread_id)
 
-    async def by_slack(self, channel: str, thread_ts: str) -> ChatCompletionThread | None:
-        return await self.store.find_thread(slack_key(channel, thread_ts))
+    async def by_key(self, external_key: str) -> ChatCompletionThread | None:
+        return await self.store.find_thread(external_key)
 
     async def newest(self, limit: int = 100) -> list[ChatCompletionThread]:
         return await self.store.list_threads(limit)

@@ -8,63 +8,23 @@ import re
 import signal
 import time
 import urllib.request
-from typing import Any
 
 import pytest
 
-from tests.conftest import Bot, Lines
-from tests.fakes.openai_server import FakeOpenAI, Fault
-from tests.fakes.slack_server import BOT_ID, BOT_USER, TEAM, FakeSlack
-
-CLASS = "C0CLASS001"
-STUDENT = "U0STUDENT1"
-ADMIN = "U0ADMIN001"
-PHYSICS = (
-    "You are an acclaimed Physics Tutor for a top rated high school in the Bay Area of "
-    "California, USA."
+from fakes.openai_server import FakeOpenAI, Fault
+from fakes.slack_server import BOT_ID, BOT_USER, TEAM, FakeSlack
+from tests.harness import Bot, Lines
+from tests.slack_user import (
+    ADMIN,
+    CLASS,
+    PHYSICS,
+    STUDENT,
+    answers,
+    ask,
+    ephemeral,
+    user_turns,
+    wait_answers,
 )
-
-
-def answers(slack: FakeSlack, channel: str, root: str) -> list[dict[str, Any]]:
-    """Finished answer messages in a thread, oldest first."""
-    return [
-        m
-        for m in slack.replies(channel, root)
-        if (m.get("metadata") or {}).get("event_type") == "tutor_answer" and not m.get("streaming")
-    ]
-
-
-def wait_answers(slack: FakeSlack, channel: str, root: str, count: int) -> list[dict[str, Any]]:
-    return list(
-        slack.wait_until(
-            lambda: len(found := answers(slack, channel, root)) >= count and found, timeout=20
-        )
-    )
-
-
-def ask(slack: FakeSlack, question: str, user: str = STUDENT, channel: str = CLASS) -> str:
-    """/tutor ask; returns the ts of the root message the bot posts."""
-    before = len(slack.messages(channel))
-    assert slack.wait_ack(slack.slash(user, channel, f"ask {question}")) == {}
-    root = slack.wait_until(lambda: len(slack.messages(channel)) > before)
-    assert root
-    return str(slack.messages(channel)[before]["ts"])
-
-
-def ephemeral(slack: FakeSlack, user: str, text: str, channel: str = CLASS) -> str:
-    """Run a /tutor subcommand and return the ephemeral text it answers with."""
-    seen = len(slack.responses)
-    ack = slack.wait_ack(slack.slash(user, channel, text))
-    if ack.get("text"):
-        return str(ack["text"])
-    slack.wait_until(lambda: len(slack.responses) > seen)
-    response = slack.responses[seen]
-    assert response["response_type"] == "ephemeral"
-    return str(response["text"])
-
-
-def user_turns(request_body: dict[str, Any]) -> list[str]:
-    return [m["content"] for m in request_body["messages"] if m["role"] == "user"]
 
 
 def test_seed_flow_in_slack(bot: Bot, fake_slack: FakeSlack, fake_openai: FakeOpenAI) -> None:

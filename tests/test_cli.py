@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Cli, Lines, new_store_url
-from tests.fakes.openai_server import FakeOpenAI
+from fakes.openai_server import FakeOpenAI
+from tests.harness import Cli, Lines, new_store_url
 
 PHYSICS = (
     "You are an acclaimed Physics Tutor for a top rated high school in the Bay Area of "

@@ -6,8 +6,8 @@ import time
 
 import pytest
 
+from fakes.openai_server import API_KEY, FakeOpenAI, Fault
 from looper.completion import Completer, CompletionFailed, make_client
-from tests.fakes.openai_server import API_KEY, FakeOpenAI, Fault
 
 CHAT = [
     {"role": "system", "content": "You are a tutor."},

@@ -7,13 +7,13 @@ from collections.abc import AsyncIterator, Callable
 
 import pytest
 
+from fakes.openai_server import API_KEY, FakeOpenAI
 from looper.completion import Completer, make_client
 from looper.core import Tutor
 from looper.loop import Looper
 from looper.models import ChatCompletionPhysicsTutor
 from looper.sinks import Job
 from looper.store import Store
-from tests.fakes.openai_server import API_KEY, FakeOpenAI
 
 PHYSICS = ChatCompletionPhysicsTutor().instructions
 

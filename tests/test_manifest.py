@@ -10,10 +10,10 @@ import jsonschema
 import yaml
 
 from bot.pacing import METHOD_TIERS, TIERS
-from tests.fakes.slack_server import SPECS
+from fakes.slack_server import SPECS
 
 ROOT = Path(__file__).resolve().parents[1]
-SCHEMA = SPECS.parents[1] / "manifest.schema.1.0.0.json"
+SCHEMA = SPECS.parent / "manifest.schema.1.0.0.json"
 
 
 def manifest() -> dict[str, Any]:

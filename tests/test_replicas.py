@@ -14,10 +14,10 @@ from typing import Any
 
 import asyncpg
 
-from tests.conftest import Bot, Cli, new_store_url
-from tests.fakes.openai_server import FakeOpenAI
-from tests.fakes.slack_server import BOT_ID, FakeSlack
-from tests.test_bot import STUDENT, answers
+from fakes.openai_server import FakeOpenAI
+from fakes.slack_server import BOT_ID, FakeSlack
+from tests.harness import Bot, Cli, new_store_url
+from tests.slack_user import STUDENT, answers
 
 LEASE = "2"
 

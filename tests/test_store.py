@@ -15,16 +15,21 @@ from looper.models import (
     utcnow,
 )
 from looper.store import Conflict, LeaseLost, NotFound, SchemaTooNew, Store, open_store
-from tests.conftest import new_store_url
+from tests.harness import new_store_url
 
 
-async def physics_thread(store: Store, **metadata: str) -> ChatCompletionThread:
+async def physics_thread(
+    store: Store, key: str | None = None, **metadata: str
+) -> ChatCompletionThread:
+    """A thread of a new Physics Tutor, filed under `key` with the front end's `metadata`."""
     assistant = await store.add_assistant(ChatCompletionPhysicsTutor())
-    return await store.add_thread(
-        ChatCompletionThread(
-            assistant_id=assistant.id, chat_completion_model="gpt-5-mini", metadata=metadata
-        )
+    thread = ChatCompletionThread(
+        assistant_id=assistant.id,
+        chat_completion_model="gpt-5-mini",
+        metadata=metadata,
+        external_key=key,
     )
+    return await store.add_thread(thread)
 
 
 async def claim_one(
@@ -49,7 +54,7 @@ async def test_assistants_round_trip(store: Store) -> None:
 async def test_threads_newest_first_and_found_by_key(store: Store) -> None:
     first = await physics_thread(store)
     second = await physics_thread(
-        store, slack_team="T1", slack_channel="C1", slack_thread_ts="111.222"
+        store, "slack:C1:111.222", slack_team="T1", slack_channel="C1", slack_thread_ts="111.222"
     )
     assert [t.id for t in await store.list_threads()] == [second.id, first.id]
     assert [t.id for t in await store.list_threads(1)] == [second.id]
@@ -66,9 +71,9 @@ async def test_threads_newest_first_and_found_by_key(store: Store) -> None:
 
 
 async def test_one_thread_per_external_place(store: Store) -> None:
-    await physics_thread(store, slack_channel="C1", slack_thread_ts="1.1")
+    await physics_thread(store, "slack:C1:1.1", slack_channel="C1", slack_thread_ts="1.1")
     with pytest.raises(Conflict):
-        await physics_thread(store, slack_channel="C1", slack_thread_ts="1.1")
+        await physics_thread(store, "slack:C1:1.1", slack_channel="C1", slack_thread_ts="1.1")
 
 
 async def test_thread_needs_a_known_assistant(store: Store) -> None:
@@ -255,15 +260,11 @@ async def test_newer_schema_is_refused(store_url: str, store: Store) -> None:
 
 
 async def bump_schema(store: Store) -> None:
-    """Pretend a newer tutor migrated the database (backend-specific, through its own SQL)."""
-    from looper.store.postgres import PostgresStore
-    from looper.store.sqlite import SQLiteStore
-
-    if isinstance(store, SQLiteStore):
-        store.db.execute("INSERT INTO schema_migrations VALUES (999, 'm999_future', 'now')")
-    else:
-        assert isinstance(store, PostgresStore)
-        await store.pool.execute("INSERT INTO schema_migrations VALUES (999, 'x', now())")
+    """Pretend a newer tutor migrated the database."""
+    async with store.dialect.connection() as db:
+        await db.execute(
+            "INSERT INTO schema_migrations VALUES (?, ?, ?)", 999, "m999_future", utcnow()
+        )
 
 
 async def test_bindings(store: Store) -> None:
@@ -290,6 +291,7 @@ async def test_thread_with_its_first_question_in_one_step(store: Store) -> None:
         assistant_id=assistant.id,
         chat_completion_model="m",
         metadata={"slack_channel": "C1", "slack_thread_ts": "5.5"},
+        external_key="slack:C1:5.5",
     )
     first = NewMessage(content="hi", metadata={"slack_user": "U1"}, external_id="5.5")
     added = await store.add_thread(thread, first)
@@ -315,7 +317,7 @@ async def test_threads_active_since(store: Store) -> None:
 
 
 async def test_export_then_import_loses_nothing(store: Store, tmp_path: Path) -> None:
-    thread = await physics_thread(store, slack_channel="C1", slack_thread_ts="9.9")
+    thread = await physics_thread(store, "slack:C1:9.9", slack_channel="C1", slack_thread_ts="9.9")
     await store.bind("slack:C1", thread.assistant_id)
     await store.add_user_message(thread.id, "q1", {"slack_ts": "9.91"}, external_id="9.91")
     await claim_one(store, "a")

@@ -1,15 +1,10 @@
-"""Storage behind one async interface; `open_store` picks the backend from the URL."""
+"""Storage: one SQL store on SQLite or PostgreSQL; `open_store` picks by the URL."""
 
 from __future__ import annotations
 
-from looper.store.base import (
-    Conflict,
-    LeaseLost,
-    NotFound,
-    SchemaTooNew,
-    Store,
-    StoreError,
-)
+from looper.store.dialect import Dialect
+from looper.store.errors import Conflict, LeaseLost, NotFound, SchemaTooNew, StoreError
+from looper.store.sql import Store
 
 __all__ = [
     "Conflict",
@@ -23,21 +18,25 @@ __all__ = [
 ]
 
 
-def create_store(url: str) -> Store:
-    """The backend for `url`, not yet opened."""
+def dialect_for(url: str) -> Dialect:
     if url.startswith("sqlite:"):
-        from looper.store.sqlite import SQLiteStore
+        from looper.store.sqlite import SQLite
 
-        return SQLiteStore(url)
+        return SQLite(url)
     if url.startswith(("postgresql://", "postgres://")):
-        from looper.store.postgres import PostgresStore
+        from looper.store.postgres import Postgres
 
-        return PostgresStore(url)
+        return Postgres(url)
     scheme = url.split(":", 1)[0] if ":" in url else url
     raise StoreError(
         f"TUTOR_DATABASE_URL {url!r} is not usable: expected sqlite:///path.db or "
         f"postgresql://user@host/db (scheme {scheme!r} is not supported)"
     )
+
+
+def create_store(url: str) -> Store:
+    """The store for `url`, not yet opened; StoreError when the URL cannot work."""
+    return Store(dialect_for(url))
 
 
 async def open_store(url: str) -> Store:

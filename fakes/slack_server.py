@@ -1,8 +1,9 @@
 """A fake Slack on 127.0.0.1: the Web API over HTTP and Socket Mode over WebSocket.
 
-Built from Slack's method specs (`shared/slack/api-ref/methods/*.json`): each method checks the
-token prefix and the spec's required arguments, answers with errors named in the spec, and
-counts calls against the spec's rate tier. It keeps channels and messages (with `ts`,
+Built from Slack's method specs (`fakes/slack/methods/*.json`, MIT-licensed: see the
+LICENSE.md beside them): each method checks the token prefix and the spec's required
+arguments, answers with errors named in the spec, and counts calls against the spec's rate
+tier. It keeps channels and messages (with `ts`,
 `thread_ts`, `metadata`, streaming state), delivers the bot's own posts back as events like
 Slack does, and hands Socket Mode envelopes to one connected client at random, recording
 each ack and its latency.
@@ -18,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
-import os
 import random
 import threading
 import time
@@ -32,12 +32,7 @@ from urllib.parse import parse_qsl
 
 from aiohttp import WSMsgType, web
 
-SPECS = Path(
-    os.environ.get(
-        "TUTOR_SLACK_SPECS",
-        Path(__file__).resolve().parents[3] / "shared" / "slack" / "api-ref" / "methods",
-    )
-)
+SPECS = Path(__file__).resolve().parent / "slack" / "methods"
 BOT_TOKEN = "xoxb-fake-bot-token"
 APP_TOKEN = "xapp-fake-app-token"
 TEAM = "T0FAKE0001"
@@ -54,10 +49,7 @@ REDELIVERIES = 3
 def load_specs(folder: Path = SPECS) -> dict[str, dict[str, Any]]:
     specs = {path.stem: json.loads(path.read_text()) for path in sorted(folder.glob("*.json"))}
     if not specs:
-        raise FileNotFoundError(
-            f"no Slack method specs in {folder}: shared/slack/api-ref/methods beside the "
-            "repository, or TUTOR_SLACK_SPECS"
-        )
+        raise FileNotFoundError(f"no Slack method specs in {folder}")
     return specs
 
 

@@ -5,7 +5,7 @@
 service does: 429 with Retry-After, 500, a slow first token, a connection dropped
 mid-stream, context-length errors (OpenAI's and llama.cpp's wording), retired models and a
 bad key. Run it in a thread (`FakeOpenAI().start()`) or as a process:
-`python -m tests.fakes.openai_server --latency 1` prints its base URL.
+`python -m fakes.openai_server --latency 1` prints its base URL.
 """
 
 from __future__ import annotations

@@ -1,0 +1,27 @@
+"""The Slack bot's settings, on top of the engine's."""
+
+from __future__ import annotations
+
+from pydantic import Field, field_validator
+
+from looper.settings import Settings
+
+
+class BotSettings(Settings):
+    """What `tutor run` needs besides the engine's settings."""
+
+    slack_bot_token: str = ""
+    slack_app_token: str = ""
+    slack_api_url: str = "https://slack.com/api/"
+    tutor_admins: str = ""
+    tutor_catchup_hours: float = Field(24.0, ge=0)
+    tutor_replicas: int = Field(1, ge=1, description="processes sharing Slack's rate limits")
+
+    @field_validator("slack_api_url")
+    @classmethod
+    def _slash_terminated(cls, url: str) -> str:
+        return url if url.endswith("/") else url + "/"
+
+    @property
+    def admins(self) -> set[str]:
+        return {a.strip() for a in self.tutor_admins.split(",") if a.strip()}

@@ -1,0 +1,108 @@
+"""The schema's history: small named migrations, each applied once, in order.
+
+Each one returns its statements, spelled with the dialect's column types. The names are
+recorded in `schema_migrations`: never rename, edit or reorder one that has shipped; add a
+new one at the end.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from looper.models import utcnow
+from looper.store.dialect import ColumnTypes, Dialect
+from looper.store.errors import SchemaTooNew
+
+Migration = Callable[[ColumnTypes], list[str]]
+MIGRATIONS: list[Migration] = []
+EMPTY_JSON = "'{}'"
+
+
+def migration(fn: Migration) -> Migration:
+    MIGRATIONS.append(fn)
+    return fn
+
+
+@migration
+def m001_initial(t: ColumnTypes) -> list[str]:
+    return [
+        f"""CREATE TABLE assistants (
+            id TEXT PRIMARY KEY,
+            name TEXT NOT NULL,
+            instructions TEXT NOT NULL,
+            model TEXT,
+            created_at {t.time} NOT NULL)""",
+        f"""CREATE TABLE threads (
+            id TEXT PRIMARY KEY,
+            assistant_id TEXT NOT NULL REFERENCES assistants(id),
+            chat_completion_model TEXT NOT NULL,
+            metadata {t.json} NOT NULL DEFAULT {EMPTY_JSON},
+            external_key TEXT UNIQUE,
+            created_at {t.time} NOT NULL,
+            last_activity {t.time} NOT NULL,
+            message_count {t.integer} NOT NULL DEFAULT 0,
+            last_user_id {t.integer} NOT NULL DEFAULT 0,
+            hwm {t.integer} NOT NULL DEFAULT 0,
+            settled {t.integer} NOT NULL DEFAULT 0,
+            last_error TEXT,
+            reply_upto {t.integer},
+            reply_ref TEXT,
+            lease_owner TEXT,
+            lease_until {t.real})""",
+        "CREATE INDEX threads_newest ON threads (created_at)",
+        # The looper's poll reads this index; its condition is `PENDING` in sql.py.
+        "CREATE INDEX threads_pending ON threads (last_activity) WHERE last_user_id > settled",
+        "CREATE INDEX threads_leased ON threads (lease_owner) WHERE lease_owner IS NOT NULL",
+        f"""CREATE TABLE messages (
+            thread_id TEXT NOT NULL REFERENCES threads(id),
+            id {t.integer} NOT NULL,
+            role TEXT NOT NULL CHECK (role IN ('user', 'assistant')),
+            content TEXT NOT NULL,
+            metadata {t.json} NOT NULL DEFAULT {EMPTY_JSON},
+            external_id TEXT,
+            created_at {t.time} NOT NULL,
+            PRIMARY KEY (thread_id, id))""",
+        "CREATE UNIQUE INDEX messages_external ON messages (thread_id, external_id) "
+        "WHERE external_id IS NOT NULL",
+    ]
+
+
+@migration
+def m002_bindings_and_activity(t: ColumnTypes) -> list[str]:
+    return [
+        """CREATE TABLE bindings (
+            place TEXT PRIMARY KEY,
+            assistant_id TEXT NOT NULL REFERENCES assistants(id))""",
+        "CREATE INDEX threads_activity ON threads (last_activity)",
+    ]
+
+
+async def migrate(dialect: Dialect) -> None:
+    """Apply the migrations the database has not recorded, in one transaction."""
+    async with dialect.transaction() as db:
+        if dialect.lock_schema:
+            await db.fetch(dialect.lock_schema)
+        await db.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, "
+            f"name TEXT NOT NULL, applied_at {dialect.types.time} NOT NULL)"
+        )
+        applied = {r["name"]: r["version"] for r in await db.fetch(RECORDED)}
+        if set(applied) - {m.__name__ for m in MIGRATIONS}:
+            raise SchemaTooNew(
+                f"the database is at schema version {max(applied.values())}, newer than this "
+                f"tutor knows ({len(MIGRATIONS)}): upgrade tutor"
+            )
+        for version, step in enumerate(MIGRATIONS, start=1):
+            if step.__name__ not in applied:
+                for statement in step(dialect.types):
+                    await db.execute(statement)
+                await db.execute(
+                    "INSERT INTO schema_migrations VALUES (?, ?, ?)",
+                    version,
+                    step.__name__,
+                    utcnow(),
+                )
+
+
+RECORDED = "SELECT version, name FROM schema_migrations"
+SCHEMA_VERSION = "SELECT coalesce(max(version), 0) AS version FROM schema_migrations"

@@ -1,0 +1,450 @@
+"""The store: every statement and rule, written once for every database (see `dialect.py`).
+
+Every method that changes several rows does so in one transaction. Writes made through this
+object wake `wait_for_work` at once; other processes' writes wake it through the dialect
+(PostgreSQL's NOTIFY) or are seen by the looper's poll.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import datetime
+from typing import Any, TypeVar
+
+from pydantic import BaseModel
+
+from looper.models import (
+    BaseAssistant,
+    ChatCompletionThread,
+    Claim,
+    Message,
+    NewMessage,
+    Snapshot,
+    StoredMessage,
+    utcnow,
+)
+from looper.store.dialect import Connection, Dialect, Row
+from looper.store.errors import Conflict, LeaseLost, NotFound
+from looper.store.migrations import SCHEMA_VERSION, migrate
+
+ASSISTANT_COLUMNS = "id, name, instructions, model, created_at"
+THREAD_COLUMNS = (
+    "id, assistant_id, chat_completion_model, metadata, external_key, created_at, "
+    "last_activity, message_count, last_user_id, hwm, settled, last_error, reply_upto, reply_ref"
+)
+MESSAGE_COLUMNS = "thread_id, id, role, content, metadata, external_id, created_at"
+ADD_ASSISTANT = f"INSERT INTO assistants ({ASSISTANT_COLUMNS}) VALUES (?, ?, ?, ?, ?)"
+ADD_THREAD = f"INSERT INTO threads ({THREAD_COLUMNS}) VALUES ({', '.join('?' * 14)})"
+ADD_MESSAGE = f"INSERT INTO messages ({MESSAGE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)"
+SEEN_MESSAGE = f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE thread_id = ? AND external_id = ?"
+# Spelled exactly as in the partial index `threads_pending`, or the index is not used.
+PENDING = "last_user_id > settled"
+RELEASED = "lease_owner = NULL, lease_until = NULL"
+OWNED = "WHERE id = ? AND lease_owner = ?"
+M = TypeVar("M", bound=BaseModel)
+BATCH = 500  # ids per IN (…) list, well under every database's limit on parameters
+
+
+def _parsed(model: type[M], row: Row) -> M:
+    """A row whose `metadata` column holds JSON text, as `model`."""
+    return model.model_validate({**row, "metadata": json.loads(row["metadata"])})
+
+
+def _assistant_values(a: BaseAssistant) -> tuple[Any, ...]:
+    return (a.id, a.name, a.instructions, a.model, a.created_at)
+
+
+def _thread_values(t: ChatCompletionThread) -> tuple[Any, ...]:
+    return (
+        *(t.id, t.assistant_id, t.chat_completion_model, json.dumps(t.metadata), t.external_key),
+        *(t.created_at, t.last_activity or t.created_at, t.message_count, t.last_user_id),
+        *(t.hwm, t.settled, t.last_error, t.reply_upto, t.reply_ref),
+    )
+
+
+def _message_values(m: Message, external_id: str | None) -> tuple[Any, ...]:
+    metadata = json.dumps(m.metadata)
+    return (m.thread_id, m.id, m.role, m.content, metadata, external_id, m.created_at)
+
+
+class Store:
+    """Assistants, threads and messages in one SQL database."""
+
+    def __init__(self, dialect: Dialect) -> None:
+        self.dialect = dialect
+        self._work = asyncio.Event()
+
+    async def open(self) -> None:
+        """Connect and bring the schema up to date."""
+        await self.dialect.open(self.notify_work)
+        try:
+            await migrate(self.dialect)
+        except BaseException:
+            await self.dialect.close()
+            raise
+
+    async def close(self) -> None:
+        await self.dialect.close()
+
+    async def schema_version(self) -> int:
+        return int((await self._fetch(SCHEMA_VERSION))[0]["version"])
+
+    async def _fetch(self, sql: str, *args: Any) -> list[Row]:
+        async with self.dialect.connection() as db:
+            return await db.fetch(sql, *args)
+
+    # assistants
+    async def add_assistant(self, assistant: BaseAssistant) -> BaseAssistant:
+        async with self.dialect.connection() as db:
+            await db.execute(ADD_ASSISTANT, *_assistant_values(assistant))
+        return assistant
+
+    async def get_assistant(self, assistant_id: str) -> BaseAssistant:
+        """Raises NotFound."""
+        found = await self._assistants("WHERE id = ?", assistant_id)
+        if not found:
+            raise NotFound(f"no assistant {assistant_id!r}")
+        return found[0]
+
+    async def list_assistants(self) -> list[BaseAssistant]:
+        """Oldest first."""
+        return await self._assistants("ORDER BY created_at, id")
+
+    async def _assistants(self, condition: str, *args: Any) -> list[BaseAssistant]:
+        rows = await self._fetch(f"SELECT {ASSISTANT_COLUMNS} FROM assistants {condition}", *args)
+        return [BaseAssistant.model_validate(r) for r in rows]
+
+    @staticmethod
+    async def _require_assistant(db: Connection, assistant_id: str) -> None:
+        if await db.fetchval("SELECT 1 FROM assistants WHERE id = ?", assistant_id) is None:
+            raise NotFound(f"no assistant {assistant_id!r}")
+
+    # bindings: which assistant answers in a place (e.g. a channel)
+    async def bind(self, place: str, assistant_id: str) -> None:
+        """Raises NotFound for an unknown assistant."""
+        async with self.dialect.transaction() as db:
+            await self._require_assistant(db, assistant_id)
+            await db.execute(
+                "INSERT INTO bindings (place, assistant_id) VALUES (?, ?) "
+                "ON CONFLICT (place) DO UPDATE SET assistant_id = excluded.assistant_id",
+                place,
+                assistant_id,
+            )
+
+    async def assistant_for(self, place: str) -> BaseAssistant | None:
+        """The assistant bound to `place`, else the oldest one; None when there is none."""
+        found = await self._assistants(
+            "a LEFT JOIN bindings b ON b.assistant_id = a.id AND b.place = ? "
+            "ORDER BY (b.place IS NULL), a.created_at, a.id LIMIT 1",
+            place,
+        )
+        return found[0] if found else None
+
+    # threads
+    async def add_thread(
+        self, thread: ChatCompletionThread, first: NewMessage | None = None
+    ) -> ChatCompletionThread:
+        """Add a thread, with its first user message in the same transaction.
+
+        Raises NotFound for an unknown assistant, Conflict for a taken external key or id.
+        """
+        async with self.dialect.transaction() as db:
+            await self._require_assistant(db, thread.assistant_id)
+            try:
+                await db.execute(ADD_THREAD, *_thread_values(thread))
+            except self.dialect.integrity_errors as exc:
+                taken = thread.external_key or thread.id
+                raise Conflict(f"a thread already exists for {taken}") from exc
+            if first is not None:
+                await self._append(db, thread.id, "user", first)
+                await self._announce_work(db, thread.id)
+            added = await self._get_thread(db, thread.id)
+        if first is not None:
+            self.notify_work()
+        return added
+
+    @staticmethod
+    async def _get_thread(db: Connection, thread_id: str) -> ChatCompletionThread:
+        row = await db.fetchrow(f"SELECT {THREAD_COLUMNS} FROM threads WHERE id = ?", thread_id)
+        if row is None:
+            raise NotFound(f"no thread {thread_id!r}")
+        return _parsed(ChatCompletionThread, row)
+
+    async def get_thread(self, thread_id: str) -> ChatCompletionThread:
+        """Raises NotFound."""
+        async with self.dialect.connection() as db:
+            return await self._get_thread(db, thread_id)
+
+    async def find_thread(self, external_key: str) -> ChatCompletionThread | None:
+        """The thread a front end filed under `external_key`, if any."""
+        return next(iter(await self._threads("WHERE external_key = ?", external_key)), None)
+
+    async def list_threads(self, limit: int = 100) -> list[ChatCompletionThread]:
+        """Newest first."""
+        return await self._threads("ORDER BY created_at DESC, id DESC LIMIT ?", limit)
+
+    async def threads_active_since(self, moment: datetime) -> list[ChatCompletionThread]:
+        """Threads with activity at or after `moment`, most recent first."""
+        return await self._threads("WHERE last_activity >= ? ORDER BY last_activity DESC", moment)
+
+    async def _threads(self, condition: str, *args: Any) -> list[ChatCompletionThread]:
+        rows = await self._fetch(f"SELECT {THREAD_COLUMNS} FROM threads {condition}", *args)
+        return [_parsed(ChatCompletionThread, r) for r in rows]
+
+    # messages
+    @staticmethod
+    async def _append(db: Connection, thread_id: str, role: str, new: NewMessage) -> Message:
+        """Number the message after the thread's last one and store it."""
+        now = utcnow()
+        bump_user = ", last_user_id = message_count + 1" if role == "user" else ""
+        number = await db.fetchval(
+            f"UPDATE threads SET message_count = message_count + 1, last_activity = ?{bump_user}"
+            " WHERE id = ? RETURNING message_count",
+            now,
+            thread_id,
+        )
+        if number is None:
+            raise NotFound(f"no thread {thread_id!r}")
+        message = Message(
+            id=number,
+            thread_id=thread_id,
+            role="user" if role == "user" else "assistant",
+            content=new.content,
+            created_at=now,
+            metadata=new.metadata,
+        )
+        await db.execute(ADD_MESSAGE, *_message_values(message, new.external_id))
+        return message
+
+    async def add_user_message(
+        self,
+        thread_id: str,
+        content: str,
+        metadata: dict[str, str] | None = None,
+        external_id: str | None = None,
+    ) -> tuple[Message, bool]:
+        """Append a user message; returns it and whether it is new.
+
+        A message whose `external_id` (the front end's id for it) the thread already has is
+        not added again: the stored one is returned with False.
+        """
+        async with self.dialect.transaction() as db:
+            # The row lock orders appends to one thread across processes, so the look for
+            # an already stored external_id below sees every earlier append.
+            locked = f"SELECT 1 FROM threads WHERE id = ?{self.dialect.for_update}"
+            if await db.fetchval(locked, thread_id) is None:
+                raise NotFound(f"no thread {thread_id!r}")
+            if external_id is not None:
+                seen = await db.fetchrow(SEEN_MESSAGE, thread_id, external_id)
+                if seen:
+                    return _parsed(Message, seen), False
+            new = NewMessage(content=content, metadata=metadata or {}, external_id=external_id)
+            message = await self._append(db, thread_id, "user", new)
+            await self._announce_work(db, thread_id)
+        self.notify_work()
+        return message, True
+
+    async def list_messages(self, thread_id: str) -> list[Message]:
+        """Oldest first. Raises NotFound."""
+        async with self.dialect.connection() as db:
+            await self._get_thread(db, thread_id)
+            return (await self._messages_of(db, [thread_id]))[thread_id]
+
+    @staticmethod
+    async def _messages_of(db: Connection, thread_ids: list[str]) -> dict[str, list[Message]]:
+        found: dict[str, list[Message]] = {thread_id: [] for thread_id in thread_ids}
+        for start in range(0, len(thread_ids), BATCH):
+            batch = thread_ids[start : start + BATCH]
+            rows = await db.fetch(
+                f"SELECT {MESSAGE_COLUMNS} FROM messages "
+                f"WHERE thread_id IN ({', '.join('?' * len(batch))}) ORDER BY thread_id, id",
+                *batch,
+            )
+            for row in rows:
+                found[row["thread_id"]].append(_parsed(Message, row))
+        return found
+
+    # the looper's side
+    async def claim_pending(self, owner: str, limit: int, lease_seconds: float) -> list[Claim]:
+        """Lease up to `limit` threads with a user message past `settled`, oldest activity
+        first, each with its messages (oldest first).
+
+        Threads leased to someone else are skipped until their lease expires.
+        """
+        d = self.dialect
+        unleased = f"{PENDING} AND (lease_until IS NULL OR lease_until < {d.now})"
+        if not await self._fetch(f"SELECT 1 FROM threads WHERE {unleased} LIMIT 1"):
+            return []  # most polls find nothing: no write, no lock
+        async with d.transaction() as db:
+            rows = await db.fetch(
+                f"UPDATE threads SET lease_owner = ?, lease_until = {d.now} + ? WHERE id IN ("
+                f"SELECT id FROM threads WHERE {unleased} "
+                f"ORDER BY last_activity LIMIT ?{d.skip_locked}) "
+                f"RETURNING {THREAD_COLUMNS}, lease_until",
+                owner,
+                lease_seconds,
+                limit,
+            )
+            threads = [(_parsed(ChatCompletionThread, r), float(r["lease_until"])) for r in rows]
+            messages = await self._messages_of(db, [t.id for t, _ in threads])
+        threads.sort(key=lambda pair: pair[0].last_activity or pair[0].created_at)
+        return [
+            Claim(thread=t, messages=messages[t.id], owner=owner, lease_until=until)
+            for t, until in threads
+        ]
+
+    async def renew_lease(self, thread_id: str, owner: str, lease_seconds: float) -> bool:
+        """Extend the lease; False when it is no longer ours."""
+        renew = f"UPDATE threads SET lease_until = {self.dialect.now} + ? {OWNED}"
+        async with self.dialect.connection() as db:
+            return await db.execute(renew, lease_seconds, thread_id, owner) == 1
+
+    async def release(self, thread_id: str, owner: str) -> None:
+        """Hand a thread back untouched (shutdown); its reservation stays for the next looper."""
+        await self._release(OWNED, thread_id, owner)
+
+    async def drop_leases(self, owner: str) -> int:
+        """Expire every lease of a looper known to be dead."""
+        return await self._release("WHERE lease_owner = ?", owner)
+
+    async def _release(self, condition: str, *args: str) -> int:
+        async with self.dialect.transaction() as db:
+            released = await db.execute(f"UPDATE threads SET {RELEASED} {condition}", *args)
+            if released:
+                await self._announce_work(db, args[0])
+        if released:
+            self.notify_work()
+        return released
+
+    @staticmethod
+    async def _owned(db: Connection, changes: str, *args: Any) -> None:
+        """UPDATE the thread with `changes` while it is still leased; the last two `args`
+        are the thread id and the owner."""
+        sql = f"UPDATE threads SET {changes} {OWNED}"
+        if await db.execute(sql, *args) != 1:
+            raise LeaseLost(f"thread {args[-2]!r} is no longer leased to {args[-1]!r}")
+
+    async def reserve_reply(self, thread_id: str, owner: str, upto: int, ref: str | None) -> None:
+        """Record where the answer up to user message `upto` is being delivered."""
+        async with self.dialect.connection() as db:
+            await self._owned(db, "reply_upto = ?, reply_ref = ?", upto, ref, thread_id, owner)
+
+    async def commit_answer(
+        self,
+        thread_id: str,
+        owner: str,
+        upto: int,
+        content: str,
+        metadata: dict[str, str] | None = None,
+    ) -> Message:
+        """Store the answer and advance `hwm` to `upto` together; release the lease.
+
+        Raises LeaseLost (and writes nothing) when the lease is no longer ours.
+        """
+        most = self.dialect.greatest
+        settle = f"hwm = {most}(hwm, ?), settled = {most}(settled, ?), last_error = NULL"
+        async with self.dialect.transaction() as db:
+            await self._owned(
+                db,
+                f"{settle}, reply_upto = NULL, reply_ref = NULL, {RELEASED}",
+                *(upto, upto, thread_id, owner),
+            )
+            answer = NewMessage(content=content, metadata=metadata or {})
+            message = await self._append(db, thread_id, "assistant", answer)
+            await self._announce_work(db, thread_id)
+        self.notify_work()
+        return message
+
+    async def record_failure(self, thread_id: str, owner: str, upto: int, error: str) -> None:
+        """Settle the thread up to `upto` without an answer, keeping `error`; release the lease."""
+        settle = f"settled = {self.dialect.greatest}(settled, ?), last_error = ?"
+        async with self.dialect.connection() as db:
+            await self._owned(
+                db,
+                f"{settle}, reply_upto = NULL, reply_ref = NULL, {RELEASED}",
+                *(upto, error, thread_id, owner),
+            )
+        self.notify_work()
+
+    async def retry(self, thread_id: str) -> bool:
+        """Make a failed thread pending again; False when no question of it failed."""
+        async with self.dialect.transaction() as db:
+            reopened = await db.execute(
+                "UPDATE threads SET settled = hwm, last_error = NULL "
+                "WHERE id = ? AND settled > hwm",
+                thread_id,
+            )
+            if not reopened:
+                await self._get_thread(db, thread_id)  # NotFound for an unknown id
+                return False
+            await self._announce_work(db, thread_id)
+        self.notify_work()
+        return True
+
+    async def lease_owners(self) -> list[str]:
+        """Owners holding unexpired leases (so a restarted looper can spot dead ones)."""
+        rows = await self._fetch(
+            "SELECT DISTINCT lease_owner FROM threads "
+            f"WHERE lease_owner IS NOT NULL AND lease_until >= {self.dialect.now}"
+        )
+        return [r["lease_owner"] for r in rows]
+
+    # moving a store
+    async def export_all(self) -> Snapshot:
+        """Everything stored, read in one transaction (leases are not moved)."""
+        async with self.dialect.transaction(snapshot=True) as db:
+            assistants = await db.fetch(
+                f"SELECT {ASSISTANT_COLUMNS} FROM assistants ORDER BY created_at, id"
+            )
+            bindings = await db.fetch("SELECT place, assistant_id FROM bindings ORDER BY place")
+            threads = await db.fetch(
+                f"SELECT {THREAD_COLUMNS} FROM threads ORDER BY created_at, id"
+            )
+            messages = await db.fetch(
+                f"SELECT {MESSAGE_COLUMNS} FROM messages ORDER BY thread_id, id"
+            )
+        return Snapshot(
+            assistants=[BaseAssistant.model_validate(r) for r in assistants],
+            bindings={r["place"]: r["assistant_id"] for r in bindings},
+            threads=[_parsed(ChatCompletionThread, r) for r in threads],
+            messages=[_parsed(StoredMessage, r) for r in messages],
+        )
+
+    async def import_all(self, snapshot: Snapshot) -> None:
+        """Load a snapshot into this store, which must hold no assistants or threads yet;
+        all of it or nothing. Raises Conflict when the store is not empty."""
+        async with self.dialect.transaction() as db:
+            if self.dialect.lock_for_import:
+                await db.execute(self.dialect.lock_for_import)
+            if await db.fetchval("SELECT 1 FROM assistants UNION SELECT 1 FROM threads"):
+                raise Conflict("the target store is not empty: import into a new one")
+            await db.executemany(ADD_ASSISTANT, map(_assistant_values, snapshot.assistants))
+            await db.executemany(
+                "INSERT INTO bindings (place, assistant_id) VALUES (?, ?)",
+                snapshot.bindings.items(),
+            )
+            await db.executemany(ADD_THREAD, map(_thread_values, snapshot.threads))
+            await db.executemany(
+                ADD_MESSAGE, [_message_values(m, m.external_id) for m in snapshot.messages]
+            )
+            await self._announce_work(db, "import")
+        self.notify_work()
+
+    # wake-ups
+    async def _announce_work(self, db: Connection, about: str) -> None:
+        if self.dialect.announce_work:
+            await db.fetch(self.dialect.announce_work, about)
+
+    def notify_work(self) -> None:
+        self._work.set()
+
+    async def wait_for_work(self, timeout: float) -> bool:
+        """Wait until there is new work, or `timeout`; True when woken."""
+        try:
+            await asyncio.wait_for(self._work.wait(), timeout)
+        except TimeoutError:
+            return False
+        finally:
+            self._work.clear()
+        return True

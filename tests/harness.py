@@ -1,0 +1,151 @@
+"""What the tests share: fresh stores on disk and on PostgreSQL, and `tutor` as its own
+process (`Cli`, `Bot`) with its output read line by line (`Lines`)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import IO
+
+import asyncpg
+import pytest
+
+from fakes.slack_server import FakeSlack
+
+POSTGRES_ADMIN = os.environ.get(
+    "TUTOR_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+
+
+CREATED_DATABASES: list[str] = []
+
+
+def on_postgres_server(*statements: str) -> None:
+    """Run statements on the test server's admin database (from sync or async tests)."""
+
+    async def run() -> None:
+        admin = await asyncpg.connect(POSTGRES_ADMIN)
+        try:
+            for statement in statements:
+                await admin.execute(statement)
+        finally:
+            await admin.close()
+
+    with ThreadPoolExecutor(1) as worker:
+        worker.submit(asyncio.run, run()).result()
+
+
+def fresh_postgres_database() -> str:
+    """A new, empty database on the test server; its URL. Dropped when the session ends.
+
+    CI sets TUTOR_TEST_POSTGRES and must have a server: there an unreachable one fails the
+    tests. Elsewhere, without a server, the PostgreSQL tests are skipped.
+    """
+    name = f"tutor_test_{uuid.uuid4().hex[:12]}"
+    try:
+        on_postgres_server(f'CREATE DATABASE "{name}"')
+    except (OSError, asyncpg.PostgresError) as exc:
+        if "TUTOR_TEST_POSTGRES" in os.environ:
+            raise
+        pytest.skip(f"no PostgreSQL for the tests at {POSTGRES_ADMIN}: {exc}")
+    CREATED_DATABASES.append(name)
+    base, _, query = POSTGRES_ADMIN.partition("?")
+    return base.rsplit("/", 1)[0] + f"/{name}" + (f"?{query}" if query else "")
+
+
+def new_store_url(backend: str, tmp_path: Path) -> str:
+    if backend == "postgres":
+        return fresh_postgres_database()
+    return f"sqlite:///{tmp_path / f'tutor-{uuid.uuid4().hex[:6]}.db'}"
+
+
+class Cli:
+    """Runs `tutor` as a separate process in an empty folder (so no developer's .env leaks in)."""
+
+    def __init__(self, env: dict[str, str], cwd: Path) -> None:
+        self.env = env
+        self.cwd = cwd
+
+    def command(self, *args: str) -> list[str]:
+        return [sys.executable, "-m", "bot.cli", *args]
+
+    def run(self, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            self.command(*args),
+            env={**self.env, **env},
+            cwd=self.cwd,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    def ok(self, *args: str, **env: str) -> str:
+        """Run, insist on success, return stdout."""
+        done = self.run(*args, **env)
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    def start(self, *args: str, **env: str) -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            self.command(*args),
+            env={**self.env, **env},
+            cwd=self.cwd,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+
+
+class Lines:
+    """Reads a process's output line by line on a thread, so a test can await one line."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        self.queue: queue.Queue[str | None] = queue.Queue()
+        threading.Thread(target=self._pump, args=(stream,), daemon=True).start()
+
+    def _pump(self, stream: IO[str]) -> None:
+        for line in stream:
+            self.queue.put(line.rstrip("\n"))
+        self.queue.put(None)
+
+    def next(self, timeout: float = 15) -> str:
+        line = self.queue.get(timeout=timeout)
+        if line is None:
+            raise EOFError("the process closed its output")
+        return line
+
+
+class Bot:
+    """`tutor run` as its own process against the fake Slack and the fake OpenAI."""
+
+    def __init__(self, cli: Cli, slack: FakeSlack) -> None:
+        self.cli = cli
+        self.slack = slack
+        self.process: subprocess.Popen[str] | None = None
+        self.log: Lines | None = None
+
+    def start(self, **env: str) -> Bot:
+        connected = self.slack.connected
+        self.process = self.cli.start("run", **env)
+        self.log = Lines(self.process.stderr)  # type: ignore[arg-type]
+        self.slack.wait_connected(connected + 1)
+        return self
+
+    def stop(self, sig: signal.Signals = signal.SIGTERM) -> int:
+        assert self.process is not None
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+        return self.process.wait(timeout=15)
+
+    def kill(self) -> None:
+        assert self.process is not None
+        self.process.kill()
+        self.process.wait(timeout=10)

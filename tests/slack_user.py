@@ -1,0 +1,57 @@
+"""What a test does as a person in the fake Slack, and reads back from it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fakes.slack_server import FakeSlack
+
+CLASS = "C0CLASS001"
+STUDENT = "U0STUDENT1"
+ADMIN = "U0ADMIN001"
+PHYSICS = (
+    "You are an acclaimed Physics Tutor for a top rated high school in the Bay Area of "
+    "California, USA."
+)
+
+
+def answers(slack: FakeSlack, channel: str, root: str) -> list[dict[str, Any]]:
+    """Finished answer messages in a thread, oldest first."""
+    return [
+        m
+        for m in slack.replies(channel, root)
+        if (m.get("metadata") or {}).get("event_type") == "tutor_answer" and not m.get("streaming")
+    ]
+
+
+def wait_answers(slack: FakeSlack, channel: str, root: str, count: int) -> list[dict[str, Any]]:
+    return list(
+        slack.wait_until(
+            lambda: len(found := answers(slack, channel, root)) >= count and found, timeout=20
+        )
+    )
+
+
+def ask(slack: FakeSlack, question: str, user: str = STUDENT, channel: str = CLASS) -> str:
+    """/tutor ask; returns the ts of the root message the bot posts."""
+    before = len(slack.messages(channel))
+    assert slack.wait_ack(slack.slash(user, channel, f"ask {question}")) == {}
+    root = slack.wait_until(lambda: len(slack.messages(channel)) > before)
+    assert root
+    return str(slack.messages(channel)[before]["ts"])
+
+
+def ephemeral(slack: FakeSlack, user: str, text: str, channel: str = CLASS) -> str:
+    """Run a /tutor subcommand and return the ephemeral text it answers with."""
+    seen = len(slack.responses)
+    ack = slack.wait_ack(slack.slash(user, channel, text))
+    if ack.get("text"):
+        return str(ack["text"])
+    slack.wait_until(lambda: len(slack.responses) > seen)
+    response = slack.responses[seen]
+    assert response["response_type"] == "ephemeral"
+    return str(response["text"])
+
+
+def user_turns(request_body: dict[str, Any]) -> list[str]:
+    return [m["content"] for m in request_body["messages"] if m["role"] == "user"]
