@@ -4,7 +4,8 @@
 `faults` (consumed one per request) or standing switches make it misbehave the way the real
 service does: 429 with Retry-After, 500, a slow first token, a connection dropped
 mid-stream, context-length errors (OpenAI's and llama.cpp's wording), retired models and a
-bad key. Run it in a thread (`FakeOpenAI().start()`) or as a process:
+bad key. `hold(before_chunk)` stops every stream at that chunk until `release()`, so a test
+can act while answers are in flight without guessing how long they take. Run it in a thread (`FakeOpenAI().start()`) or as a process:
 `python -m fakes.openai_server --latency 1` prints its base URL.
 """
 
@@ -65,6 +66,7 @@ class FakeOpenAI:
     context_error_llama: bool = False
     requests: list[Recorded] = field(default_factory=list)
     in_flight: int = 0
+    held_at: int | None = None  # streams wait before this chunk until `release()`
     max_in_flight: int = 0  # the most requests answered at once
     base_url: str = ""
 
@@ -74,8 +76,23 @@ class FakeOpenAI:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._runner: web.AppRunner | None = None
         self._started = threading.Event()
+        self._gate = asyncio.Event()  # shut while streams are held
+        self._gate.set()
 
     # control from the test thread
+    def hold(self, before_chunk: int = 0) -> None:
+        """Streams stop before sending piece `before_chunk` of their answer until `release()`."""
+        self._on_loop(self._gate.clear)
+        self.held_at = before_chunk
+
+    def release(self) -> None:
+        self.held_at = None
+        self._on_loop(self._gate.set)
+
+    def _on_loop(self, action: Callable[[], None]) -> None:
+        assert self._loop is not None
+        self._loop.call_soon_threadsafe(action)
+
     def add_faults(self, *faults: Fault) -> None:
         with self._lock:
             self.faults.extend(faults)
@@ -210,6 +227,8 @@ class FakeOpenAI:
         await response.prepare(request)
         pieces = split(text, self.chunks)
         for index, piece in enumerate(pieces):
+            if index == self.held_at:
+                await self._gate.wait()
             if fault.drop_after_chunks is not None and index >= fault.drop_after_chunks:
                 assert request.transport is not None
                 request.transport.close()  # mid-stream, no [DONE]

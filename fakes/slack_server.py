@@ -11,7 +11,9 @@ each ack and its latency.
 Switches: `fail_next(method, status=429, retry_after=1)` answers the next calls of a method
 with an error; `enforce_tiers=True` answers 429 when a method goes over its tier (token
 buckets: a tier's per-minute count, refilled evenly; `chat.postMessage` per channel);
-`refuse_status=True` makes `assistant.threads.setStatus` fail as outside an AI thread.
+`refuse_status=True` makes `assistant.threads.setStatus` fail as outside an AI thread;
+`lose_answer(method, when)` lets the next matching call take effect but never answers it, as
+when a connection drops after Slack did the work.
 """
 
 from __future__ import annotations
@@ -67,6 +69,7 @@ class Call:
     at: float
     status: int = 200
     error: str | None = None
+    lost: bool = False  # done, but its answer never sent (`lose_answer`)
 
 
 @dataclass
@@ -125,6 +128,8 @@ class FakeSlack:
         self._sockets: list[web.WebSocketResponse] = []
         self._connected: asyncio.Event | None = None
         self._forced: dict[str, list[tuple[int, float | None, str]]] = defaultdict(list)
+        self._losing: dict[str, Callable[[dict[str, Any]], bool]] = {}
+        self._never = asyncio.Event()  # what a call whose answer is lost waits for
         self._buckets: dict[tuple[str, str], Bucket] = {}
         self._clock = itertools.count(1)
         self._started = threading.Event()
@@ -156,6 +161,14 @@ class FakeSlack:
         """The next call of `method` fails: HTTP `status` (429: rate limited), or ok=false."""
         with self._lock:
             self._forced[method].append((status, retry_after, error or "ratelimited"))
+
+    def lose_answer(
+        self, method: str, when: Callable[[dict[str, Any]], bool] = lambda args: True
+    ) -> None:
+        """The next call of `method` whose arguments satisfy `when` takes effect, but its
+        answer never reaches the caller; the call is recorded with `lost=True`."""
+        with self._lock:
+            self._losing[method] = when
 
     def wait_until(self, check: Callable[[], Any], timeout: float = 15.0) -> Any:
         """Block until `check()` is truthy (re-checked at every change) and return it."""
@@ -446,12 +459,23 @@ class FakeSlack:
                     headers={"Retry-After": str(max(1, round(limited)))},
                 )
             result = self._dispatch(method, args, request)
+            call.lost = self._loses(method, args)
         except SlackError as exc:
             call.error = exc.error
             return web.json_response({"ok": False, "error": exc.error, **exc.extra})
         finally:
             self._notify()
+        if call.lost:
+            await self._never.wait()
         return web.json_response({"ok": True, **result})
+
+    def _loses(self, method: str, args: dict[str, Any]) -> bool:
+        with self._lock:
+            when = self._losing.get(method)
+            if when is None or not when(args):
+                return False
+            del self._losing[method]
+            return True
 
     async def _arguments(self, request: web.Request) -> dict[str, Any]:
         args: dict[str, Any] = dict(request.query)
@@ -748,7 +772,7 @@ class FakeSlack:
     async def _response_url(self, request: web.Request) -> web.Response:
         body = await request.json()
         with self._lock:
-            self.responses.append({"response_url": request.path, **body})
+            self.responses.append({"response_url": request.path, "at": time.monotonic(), **body})
         self._notify()
         return web.Response(text="ok")
 
@@ -795,4 +819,5 @@ class FakeSlack:
     def stop(self) -> None:
         if self._loop is not None:
             asyncio.run_coroutine_threadsafe(self.disconnect_all(), self._loop).result(5)
+            self._loop.call_soon_threadsafe(self._never.set)
             self._loop.call_soon_threadsafe(self._loop.stop)

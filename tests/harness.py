@@ -1,5 +1,6 @@
-"""What the tests share: fresh stores on disk and on PostgreSQL, and `tutor` as its own
-process (`Cli`, `Bot`) with its output read line by line (`Lines`)."""
+"""What the tests share: fresh stores on disk and on PostgreSQL, `tutor` as its own process
+(`Cli`, `Bot`) with its output read line by line (`Lines`), and a sink that records what the
+looper delivers (`RecordingSink`)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ import asyncpg
 import pytest
 
 from fakes.slack_server import FakeSlack
+from looper.sinks import Job
 
 POSTGRES_ADMIN = os.environ.get(
     "TUTOR_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -149,3 +151,52 @@ class Bot:
         assert self.process is not None
         self.process.kill()
         self.process.wait(timeout=10)
+
+
+class RecordingReply:
+    def __init__(self, sink: RecordingSink, job: Job) -> None:
+        self.sink = sink
+        self.job = job
+        self.ref: str | None = job.resumed_ref or f"ref-{len(sink.opened)}"
+
+    async def append(self, delta: str) -> None:
+        pass
+
+    async def restart(self) -> None:
+        pass
+
+    async def finish(self, text: str) -> dict[str, str]:
+        self.sink.done(self.job.thread.id, text)
+        return {"ref": self.ref or ""}
+
+    async def fail(self, error: str) -> None:
+        self.sink.done(self.job.thread.id, f"ERROR {error}")
+
+
+class RecordingSink:
+    """Records what the looper delivers and lets a test await a number of deliveries."""
+
+    def __init__(self) -> None:
+        self.opened: list[Job] = []
+        self.delivered: list[tuple[str, str]] = []
+        self.changed = asyncio.Condition()
+
+    async def open(self, job: Job) -> RecordingReply:
+        reply = RecordingReply(self, job)
+        self.opened.append(job)
+        return reply
+
+    def done(self, thread_id: str, text: str) -> None:
+        self.delivered.append((thread_id, text))
+
+        async def notify() -> None:
+            async with self.changed:
+                self.changed.notify_all()
+
+        asyncio.get_running_loop().create_task(notify())
+
+    async def wait_for(self, count: int, timeout: float = 10) -> None:
+        async with self.changed:
+            await asyncio.wait_for(
+                self.changed.wait_for(lambda: len(self.delivered) >= count), timeout
+            )

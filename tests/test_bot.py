@@ -58,20 +58,24 @@ def test_seed_flow_in_slack(bot: Bot, fake_slack: FakeSlack, fake_openai: FakeOp
 
 def test_commands_are_acked_before_any_slack_call(bot: Bot, fake_slack: FakeSlack) -> None:
     bot.start()
+    commands = [(STUDENT, "ask why is the sky blue?"), (ADMIN, "threads"), (STUDENT, "assistants")]
     envelopes = {
-        text: fake_slack.slash(user, f"C0ACK{n:05d}", text)
-        for n, (user, text) in enumerate(
-            [(STUDENT, "ask why is the sky blue?"), (ADMIN, "threads"), (STUDENT, "assistants")]
-        )
+        f"C0ACK{n:05d}": fake_slack.slash(user, f"C0ACK{n:05d}", text)
+        for n, (user, text) in enumerate(commands)
     }
-    for envelope in envelopes.values():
-        fake_slack.wait_ack(envelope)
+    for envelope_id in envelopes.values():
+        fake_slack.wait_ack(envelope_id)
     fake_slack.wait_until(lambda: len(fake_slack.responses) >= 2)  # the two ephemeral replies
-    for n, envelope in enumerate(envelopes.values()):
-        acked = fake_slack.envelopes[envelope].acked_at
-        assert acked is not None
-        calls = [c.at for c in fake_slack.calls if f"C0ACK{n:05d}" in json.dumps(c.args)]
-        assert all(acked < at for at in calls)
+    fake_slack.wait_until(lambda: fake_slack.messages("C0ACK00000"))  # the question, posted
+    for channel, envelope_id in envelopes.items():
+        envelope = fake_slack.envelopes[envelope_id]
+        response_url = envelope.payload["response_url"]
+        effects = [c.at for c in fake_slack.calls if channel in json.dumps(c.args)]
+        effects += [
+            r["at"] for r in fake_slack.responses if response_url.endswith(r["response_url"])
+        ]
+        assert effects, f"no Slack call or reply for {channel}"
+        assert envelope.acked_at is not None and all(envelope.acked_at < at for at in effects)
 
 
 def test_threads_for_admins_with_a_working_link(bot: Bot, fake_slack: FakeSlack) -> None:
@@ -277,14 +281,14 @@ def test_long_answers_are_split_losing_nothing(
 def test_sigterm_hands_back_work_and_exits_quickly(
     bot: Bot, fake_slack: FakeSlack, fake_openai: FakeOpenAI
 ) -> None:
-    fake_openai.latency = 30
+    fake_openai.hold()
     bot.start()
     root = ask(fake_slack, "How did the universe begin?")
     fake_openai.wait_requests(1)
     start = time.monotonic()
     assert bot.stop(signal.SIGTERM) == 0
     assert time.monotonic() - start < 10
-    fake_openai.latency = 0
+    fake_openai.release()
     bot.start()
     [answer] = wait_answers(fake_slack, CLASS, root, 1)
     assert len([m for m in fake_slack.replies(CLASS, root) if m.get("bot_id")]) == 1

@@ -12,59 +12,10 @@ from looper.completion import Completer, make_client
 from looper.core import Tutor
 from looper.loop import Looper
 from looper.models import ChatCompletionPhysicsTutor
-from looper.sinks import Job
 from looper.store import Store
+from tests.harness import RecordingSink
 
 PHYSICS = ChatCompletionPhysicsTutor().instructions
-
-
-class RecordingReply:
-    def __init__(self, sink: RecordingSink, job: Job) -> None:
-        self.sink = sink
-        self.job = job
-        self.ref: str | None = job.resumed_ref or f"ref-{len(sink.opened)}"
-
-    async def append(self, delta: str) -> None:
-        pass
-
-    async def restart(self) -> None:
-        pass
-
-    async def finish(self, text: str) -> dict[str, str]:
-        self.sink.done(self.job.thread.id, text)
-        return {"ref": self.ref or ""}
-
-    async def fail(self, error: str) -> None:
-        self.sink.done(self.job.thread.id, f"ERROR {error}")
-
-
-class RecordingSink:
-    """Records what the looper delivers and lets a test await a number of deliveries."""
-
-    def __init__(self) -> None:
-        self.opened: list[Job] = []
-        self.delivered: list[tuple[str, str]] = []
-        self.changed = asyncio.Condition()
-
-    async def open(self, job: Job) -> RecordingReply:
-        reply = RecordingReply(self, job)
-        self.opened.append(job)
-        return reply
-
-    def done(self, thread_id: str, text: str) -> None:
-        self.delivered.append((thread_id, text))
-
-        async def notify() -> None:
-            async with self.changed:
-                self.changed.notify_all()
-
-        asyncio.get_running_loop().create_task(notify())
-
-    async def wait_for(self, count: int, timeout: float = 10) -> None:
-        async with self.changed:
-            await asyncio.wait_for(
-                self.changed.wait_for(lambda: len(self.delivered) >= count), timeout
-            )
 
 
 @pytest.fixture
@@ -164,11 +115,12 @@ async def test_two_quick_questions_get_one_answer(
 async def test_question_during_an_answer_is_answered_next_in_order(
     tutor: Tutor, running: Looper, sink: RecordingSink, fake_openai: FakeOpenAI
 ) -> None:
-    fake_openai.latency = 0.3
+    fake_openai.hold()
     thread_id = await physics_thread(tutor)
     await tutor.ask("q1")
     await asyncio.to_thread(fake_openai.wait_requests, 1)
-    await tutor.ask("q2")
+    await tutor.ask("q2")  # while the answer to q1 is held in flight
+    fake_openai.release()
     await sink.wait_for(2)
     await asyncio.gather(*running.answering)
     second = fake_openai.requests[1].body["messages"]
@@ -180,11 +132,13 @@ async def test_question_during_an_answer_is_answered_next_in_order(
 async def test_many_threads_are_answered_concurrently(
     tutor: Tutor, running: Looper, sink: RecordingSink, fake_openai: FakeOpenAI
 ) -> None:
-    fake_openai.latency = 0.5
+    fake_openai.hold()
     assistant = await tutor.add_assistant()
     threads = [(await tutor.add_thread(assistant.id)).id for _ in range(20)]
     for index, thread_id in enumerate(threads):
         await tutor.ask(f"question {index}", thread_id)
+    await asyncio.to_thread(fake_openai.wait_requests, 20)  # all asked before any answered
+    fake_openai.release()
     await sink.wait_for(20)
     assert fake_openai.max_in_flight == 20
     assert sorted(sink.delivered) == sorted(
@@ -195,13 +149,16 @@ async def test_many_threads_are_answered_concurrently(
 async def test_concurrency_limit_is_respected(
     tutor: Tutor, make_looper: MakeLooper, fake_openai: FakeOpenAI, sink: RecordingSink
 ) -> None:
-    fake_openai.latency = 0.2
+    fake_openai.hold()
     assistant = await tutor.add_assistant()
     for index in range(6):
         thread = await tutor.add_thread(assistant.id)
         await tutor.ask(f"q{index}", thread.id)
     looper = make_looper(concurrency=2)
     task = asyncio.create_task(looper.run())
+    await asyncio.to_thread(fake_openai.wait_requests, 2)
+    assert (len(looper.answering), fake_openai.in_flight) == (2, 2)  # the other 4 wait
+    fake_openai.release()
     await sink.wait_for(6)
     looper.stop()
     await task
@@ -231,7 +188,7 @@ async def test_retired_model_stores_an_error_and_does_not_retry_busily(
 async def test_stop_hands_back_unfinished_answers(
     tutor: Tutor, make_looper: MakeLooper, fake_openai: FakeOpenAI, sink: RecordingSink
 ) -> None:
-    fake_openai.latency = 5
+    fake_openai.hold()
     thread_id = await physics_thread(tutor)
     await tutor.ask("slow one")
     looper = make_looper(grace_seconds=0.1)
@@ -242,7 +199,7 @@ async def test_stop_hands_back_unfinished_answers(
     thread = await tutor.threads.get(thread_id)
     assert thread.pending and thread.reply_ref == "ref-0"
     assert await tutor.store.lease_owners() == []
-    fake_openai.latency = 0
+    fake_openai.release()
     again = make_looper()
     assert await again.tick() == 1
     await sink.wait_for(1)
