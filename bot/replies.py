@@ -42,7 +42,7 @@ class SlackReply:
 
     kind: ClassVar[str]
 
-    def __init__(self, api: SlackApi, job: Job, place: SlackThread, ts: str | None) -> None:
+    def __init__(self, api: SlackApi, job: Job, place: SlackThread, ts: str | None = None) -> None:
         self.api = api
         self.job = job
         self.place = place
@@ -183,7 +183,7 @@ class StreamReply(SlackReply):
     async def start(cls, api: SlackApi, job: Job, place: SlackThread) -> StreamReply | None:
         """Begin a stream when the budget allows starting and stopping it (a stream that
         cannot be stopped would hang in Slack); None when it does not, or Slack refuses."""
-        asker = next(asked_by(m) for m in reversed(job.messages) if m.role == "user")
+        asker = asked_by(job.question)
         try:
             started = await api.call_if_budget(
                 "chat.startStream",

@@ -41,10 +41,10 @@ class SlackSink:
 
     async def _show_working(self, job: Job, place: SlackThread) -> SlackReply:
         """The status under the thread, or where Slack refuses it, a placeholder reply."""
-        question = next(m for m in reversed(job.messages) if m.role == "user")
+        question = job.question
         shown = status_shown(question) and utcnow() - question.created_at < STATUS_STILL_SHOWN
         if shown or await show_thinking(self.api, place.channel, place.thread_ts):
-            return StatusReply(self.api, job, place, None)
+            return StatusReply(self.api, job, place)
         placeholder = await self.api.call(
             "chat.postMessage", channel=place.channel, thread_ts=place.thread_ts, text="_Thinking…_"
         )

@@ -26,6 +26,11 @@ class Job:
     upto: int
 
     @property
+    def question(self) -> Message:
+        """The newest user message: the one the answer is for."""
+        return next(m for m in reversed(self.messages) if m.role == "user")
+
+    @property
     def resumed_ref(self) -> str | None:
         """Where an earlier, interrupted attempt was delivering this thread's answer."""
         return self.thread.reply_ref

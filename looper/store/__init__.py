@@ -13,7 +13,6 @@ __all__ = [
     "SchemaTooNew",
     "Store",
     "StoreError",
-    "create_store",
     "open_store",
 ]
 
@@ -34,12 +33,8 @@ def dialect_for(url: str) -> Dialect:
     )
 
 
-def create_store(url: str) -> Store:
-    """The store for `url`, not yet opened; StoreError when the URL cannot work."""
-    return Store(dialect_for(url))
-
-
 async def open_store(url: str) -> Store:
-    store = create_store(url)
+    """The store at `url`, open and up to date; StoreError when that cannot work."""
+    store = Store(dialect_for(url))
     await store.open()
     return store

@@ -13,17 +13,9 @@ from looper.models import utcnow
 from looper.store.dialect import ColumnTypes, Dialect
 from looper.store.errors import SchemaTooNew
 
-Migration = Callable[[ColumnTypes], list[str]]
-MIGRATIONS: list[Migration] = []
 EMPTY_JSON = "'{}'"
 
 
-def migration(fn: Migration) -> Migration:
-    MIGRATIONS.append(fn)
-    return fn
-
-
-@migration
 def m001_initial(t: ColumnTypes) -> list[str]:
     return [
         f"""CREATE TABLE assistants (
@@ -67,7 +59,6 @@ def m001_initial(t: ColumnTypes) -> list[str]:
     ]
 
 
-@migration
 def m002_bindings_and_activity(t: ColumnTypes) -> list[str]:
     return [
         """CREATE TABLE bindings (
@@ -75,6 +66,12 @@ def m002_bindings_and_activity(t: ColumnTypes) -> list[str]:
             assistant_id TEXT NOT NULL REFERENCES assistants(id))""",
         "CREATE INDEX threads_activity ON threads (last_activity)",
     ]
+
+
+MIGRATIONS: list[Callable[[ColumnTypes], list[str]]] = [
+    m001_initial,
+    m002_bindings_and_activity,
+]
 
 
 async def migrate(dialect: Dialect) -> None:
