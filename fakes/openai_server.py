@@ -5,8 +5,9 @@
 service does: 429 with Retry-After, 500, a slow first token, a connection dropped
 mid-stream, context-length errors (OpenAI's and llama.cpp's wording), retired models and a
 bad key. `hold(before_chunk)` stops every stream at that chunk until `release()`, so a test
-can act while answers are in flight without guessing how long they take. Run it in a thread (`FakeOpenAI().start()`) or as a process:
-`python -m fakes.openai_server --latency 1` prints its base URL.
+can act while answers are in flight without guessing how long they take. Run it in a thread
+(`FakeOpenAI().start()`) or as a process: `python -m fakes.openai_server --latency 1` prints
+its base URL.
 """
 
 from __future__ import annotations
