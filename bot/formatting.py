@@ -69,6 +69,10 @@ def split_after_streamed(text: str, streamed: int) -> list[str]:
     return [text[:streamed], *split_markdown(text[streamed:])]
 
 
+def error_text(error: str) -> str:
+    return f"Sorry, no answer this time: {error}"
+
+
 def error_blocks(error: str, thread_id: str) -> list[dict[str, Any]]:
     return [
         {

@@ -25,6 +25,7 @@ from bot.formatting import (
     answer_metadata,
     error_blocks,
     error_metadata,
+    error_text,
     split_after_streamed,
     split_markdown,
 )
@@ -129,7 +130,7 @@ class StatusReply(SlackReply):
         return self.delivered
 
     async def fail(self, error: str) -> None:
-        await self._post(text=f"Sorry, no answer this time: {error}", **self._failure(error))
+        await self._post(text=error_text(error), **self._failure(error))
 
 
 class PlaceholderReply(SlackReply):
@@ -165,8 +166,7 @@ class PlaceholderReply(SlackReply):
         return self.delivered
 
     async def fail(self, error: str) -> None:
-        text = f"Sorry, no answer this time: {error}"
-        await self._update(str(self.ts), text=text, **self._failure(error))
+        await self._update(str(self.ts), text=error_text(error), **self._failure(error))
 
 
 class StreamReply(SlackReply):

@@ -24,7 +24,8 @@ R = TypeVar("R")
 S = TypeVar("S", bound=Settings)
 
 # Exports made before threads stored their place key (tutor 0.1) carry it only in the
-# front end's metadata: each front end registers how to read it back from there.
+# front end's metadata: each front end registers how to read it back from there, when its
+# module is imported (the `tutor` command is `bot.cli:main`, which registers the bot's).
 KEYS_FROM_METADATA: list[Callable[[dict[str, str]], str | None]] = []
 
 

@@ -49,7 +49,7 @@ class Reply(Protocol):
         """Discard the text appended so far (the completion is being retried)."""
 
     async def finish(self, text: str) -> dict[str, str]:
-        """Deliver the whole answer; return metadata to store with it (e.g. a message ts)."""
+        """Deliver the whole answer; return metadata to store with it (e.g. where it was posted)."""
 
     async def fail(self, error: str) -> None:
         """Tell the asker that no answer is coming, and why."""

@@ -126,6 +126,11 @@ BAD_INPUTS = {
         {"TUTOR_DATABASE_URL": "sqlite:////no/such/dir/t.db"},
         "no directory",
     ),
+    "database is a folder": (
+        ["thread", "ls"],
+        {"TUTOR_DATABASE_URL": "sqlite:////tmp"},
+        "cannot open the database '/tmp'",
+    ),
     "bad setting": (["thread", "ls"], {"TUTOR_MAX_CONCURRENCY": "many"}, "TUTOR_MAX_CONCURRENCY"),
     "nothing to retry": (["retry"], {}, "nothing to retry"),
 }

@@ -11,10 +11,19 @@ def routed(text: str) -> tuple[str | None, str, str | None]:
     return (parsed.route.words if parsed.route else None, parsed.text, parsed.reply)
 
 
-def test_every_subcommand_is_in_the_usage() -> None:
-    text = usage(ROUTES)
-    assert all(route.usage in text for route in ROUTES)
-    assert text.index("Admins:") > max(text.index(r.usage) for r in ROUTES if not r.admin_only)
+def test_the_usage_lists_every_subcommand_for_whom_it_is() -> None:
+    assert usage(ROUTES) == (
+        "*tutor* — answers in threads. Reply in the thread to follow up.\n"
+        "• `/tutor ask <question>` — ask; the answer arrives as a threaded reply\n"
+        "• `/tutor assistants` — list assistants\n"
+        "• `/tutor help` — this text\n"
+        "Admins:\n"
+        "• `/tutor assistant add <name> <instructions>` — add an assistant (quote a name with "
+        "spaces)\n"
+        "• `/tutor use <assistant>` — this channel's assistant (name or id)\n"
+        "• `/tutor threads` — list conversations\n"
+        "• `/tutor thread add [assistant]` — start an empty conversation to reply under"
+    )
 
 
 def test_words_then_the_text_as_typed() -> None:
@@ -27,7 +36,15 @@ def test_words_then_the_text_as_typed() -> None:
     assert routed("thread add") == ("thread add", "", None)  # the assistant is optional
 
 
+def test_any_whitespace_separates_the_words() -> None:
+    assert routed("ask\nwhy is the sky blue?") == ("ask", "why is the sky blue?", None)
+
+
 def test_what_the_ack_says_instead() -> None:
+    """Usage mistakes are answered in the ack, for every subcommand, before anyone's rights
+    are looked up: telling a student how an admin command is typed gives nothing away."""
+    assert routed("assistant add")[2] == "Usage: `/tutor assistant add <name> <instructions>`"
+    assert routed("assistant remove Poet")[2] == routed("assistant")[2]
     assert routed("")[2] == routed("help")[2] == usage(ROUTES)
     assert routed("ask   ")[2] == "Ask what? `/tutor ask how did the universe begin?`"
     assert routed("use")[2] == "Usage: `/tutor use <assistant>`"

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from pathlib import Path
 
+import pytest
+
+from looper.models import ChatCompletionPhysicsTutor, ChatCompletionThread
 from looper.store import open_store
 from looper.store.sql import PENDING
 from looper.store.sqlite import sqlite_path
@@ -28,4 +32,33 @@ async def test_wal_and_pending_index(tmp_path: Path) -> None:
             ).fetchall()
         assert any("threads_pending" in row[3] for row in plan), plan
     finally:
+        await store.close()
+
+
+async def test_a_write_cancelled_while_waiting_for_the_lock_leaves_no_transaction_open(
+    tmp_path: Path,
+) -> None:
+    """A looper cancels an answer (lease lost, shutdown) while another process holds the
+    file's write lock: the cancelled write must not leave its BEGIN behind."""
+    path = tmp_path / "t.db"
+    store = await open_store(f"sqlite:///{path}")
+    assistant = await store.add_assistant(ChatCompletionPhysicsTutor())
+    thread = await store.add_thread(
+        ChatCompletionThread(assistant_id=assistant.id, chat_completion_model="m")
+    )
+    other = sqlite3.connect(path, isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")  # another process writes
+        write = asyncio.create_task(store.add_user_message(thread.id, "cancelled"))
+        await asyncio.sleep(0)  # the task runs to its first await: BEGIN, queued behind the lock
+        write.cancel()
+        other.execute("COMMIT")
+        with pytest.raises(asyncio.CancelledError):
+            await write
+        _, added = await store.add_user_message(thread.id, "next")
+        assert added and [m.content for m in await store.list_messages(thread.id)] == ["next"]
+        other.execute("BEGIN IMMEDIATE")  # nobody holds the write lock any more
+        other.execute("COMMIT")
+    finally:
+        other.close()
         await store.close()

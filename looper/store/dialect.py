@@ -65,7 +65,6 @@ class Dialect(ABC):
     greatest: str  # SQL function: the larger of two values
     for_update: str  # after a SELECT: lock its rows until the transaction ends
     skip_locked: str  # after a SELECT: lock its rows, skipping rows others hold
-    integrity_errors: tuple[type[Exception], ...]  # what the driver raises on a broken rule
     # Statements only some databases need (elsewhere a write transaction is exclusive, and
     # other processes poll):
     announce_work: str | None = None  # tell other processes, at commit, about work (`?`)

@@ -14,6 +14,8 @@ from looper.store.dialect import ColumnTypes, Dialect
 from looper.store.errors import SchemaTooNew
 
 EMPTY_JSON = "'{}'"
+RECORDED = "SELECT version, name FROM schema_migrations"
+SCHEMA_VERSION = "SELECT coalesce(max(version), 0) AS version FROM schema_migrations"
 
 
 def m001_initial(t: ColumnTypes) -> list[str]:
@@ -99,7 +101,3 @@ async def migrate(dialect: Dialect) -> None:
                     step.__name__,
                     utcnow(),
                 )
-
-
-RECORDED = "SELECT version, name FROM schema_migrations"
-SCHEMA_VERSION = "SELECT coalesce(max(version), 0) AS version FROM schema_migrations"

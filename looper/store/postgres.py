@@ -30,7 +30,8 @@ RELISTEN_DELAYS = (0.5, 1, 2, 5, 10, 30)
 
 @functools.lru_cache(maxsize=512)
 def numbered(sql: str) -> str:
-    """`?` placeholders as PostgreSQL's `$1, $2, …`."""
+    """`?` placeholders as PostgreSQL's `$1, $2, …`. Every `?` is one: the store's
+    statements hold no `?` in a literal and use no jsonb `?` operator."""
     count = itertools.count(1)
     return re.sub(r"\?", lambda _: f"${next(count)}", sql)
 
@@ -57,7 +58,6 @@ class Postgres(Dialect):
     greatest = "greatest"
     for_update = " FOR UPDATE"
     skip_locked = " FOR UPDATE SKIP LOCKED"
-    integrity_errors = (asyncpg.IntegrityConstraintViolationError,)
     announce_work = f"SELECT pg_notify('{CHANNEL}', ?)"
     lock_for_import = "LOCK TABLE assistants, threads IN EXCLUSIVE MODE"
     lock_schema = f"SELECT pg_advisory_xact_lock({SCHEMA_LOCK})"

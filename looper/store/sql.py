@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel
 
@@ -43,6 +43,7 @@ PENDING = "last_user_id > settled"
 RELEASED = "lease_owner = NULL, lease_until = NULL"
 OWNED = "WHERE id = ? AND lease_owner = ?"
 M = TypeVar("M", bound=BaseModel)
+Role = Literal["user", "assistant"]
 BATCH = 500  # ids per IN (…) list, well under every database's limit on parameters
 
 
@@ -149,20 +150,19 @@ class Store:
 
         Raises NotFound for an unknown assistant, Conflict for a taken external key or id.
         """
+        values = _thread_values(thread)
         async with self.dialect.transaction() as db:
             await self._require_assistant(db, thread.assistant_id)
-            try:
-                await db.execute(ADD_THREAD, *_thread_values(thread))
-            except self.dialect.integrity_errors as exc:
-                taken = thread.external_key or thread.id
-                raise Conflict(f"a thread already exists for {taken}") from exc
+            added = await db.fetch(f"{ADD_THREAD} ON CONFLICT DO NOTHING RETURNING id", *values)
+            if not added:  # the key (or the id) is taken
+                raise Conflict(f"a thread already exists for {thread.external_key or thread.id}")
             if first is not None:
                 await self._append(db, thread.id, "user", first)
                 await self._announce_work(db, thread.id)
-            added = await self._get_thread(db, thread.id)
+            stored = await self._get_thread(db, thread.id)
         if first is not None:
             self.notify_work()
-        return added
+        return stored
 
     @staticmethod
     async def _get_thread(db: Connection, thread_id: str) -> ChatCompletionThread:
@@ -194,7 +194,7 @@ class Store:
 
     # messages
     @staticmethod
-    async def _append(db: Connection, thread_id: str, role: str, new: NewMessage) -> Message:
+    async def _append(db: Connection, thread_id: str, role: Role, new: NewMessage) -> Message:
         """Number the message after the thread's last one and store it."""
         now = utcnow()
         bump_user = ", last_user_id = message_count + 1" if role == "user" else ""
@@ -209,7 +209,7 @@ class Store:
         message = Message(
             id=number,
             thread_id=thread_id,
-            role="user" if role == "user" else "assistant",
+            role=role,
             content=new.content,
             created_at=now,
             metadata=new.metadata,

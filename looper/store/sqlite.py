@@ -67,7 +67,6 @@ class SQLite(Dialect):
     greatest = "max"
     for_update = ""  # one writer at a time: BEGIN IMMEDIATE already excludes the others
     skip_locked = ""
-    integrity_errors = (sqlite3.IntegrityError,)
 
     def __init__(self, url: str) -> None:
         self.path = sqlite_path(url)
@@ -82,9 +81,9 @@ class SQLite(Dialect):
         return opened(self._db)
 
     async def open(self, on_work: Callable[[], None]) -> None:
-        self._db = await aiosqlite.connect(self.path, isolation_level=None)
-        self._db.row_factory = sqlite3.Row
         try:
+            self._db = await aiosqlite.connect(self.path, isolation_level=None)
+            self._db.row_factory = sqlite3.Row
             for pragma in PRAGMAS:
                 await self._db.execute(f"PRAGMA {pragma}")
         except sqlite3.DatabaseError as exc:
@@ -105,10 +104,19 @@ class SQLite(Dialect):
     async def transaction(self, snapshot: bool = False) -> AsyncIterator[Connection]:
         async with self._turn:
             db = self.db
-            await db.execute("BEGIN" if snapshot else "BEGIN IMMEDIATE")
             try:
+                await db.execute("BEGIN" if snapshot else "BEGIN IMMEDIATE")
                 yield SQLiteConnection(db)
+                await db.execute("COMMIT")
             except BaseException:
-                await db.execute("ROLLBACK")
+                # Also when cancelled while BEGIN waited for another process's lock: the
+                # worker thread still runs it, and runs this ROLLBACK right after.
+                await asyncio.shield(self._roll_back(db))
                 raise
-            await db.execute("COMMIT")
+
+    @staticmethod
+    async def _roll_back(db: aiosqlite.Connection) -> None:
+        try:
+            await db.execute("ROLLBACK")
+        except sqlite3.OperationalError:
+            pass  # no transaction was open: BEGIN itself failed
