@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import time
+from abc import ABC, abstractmethod
 from typing import Any, ClassVar
 
 from slack_sdk.errors import SlackApiError
@@ -37,7 +38,7 @@ log = logging.getLogger(__name__)
 FLUSH_SECONDS = 1.0
 
 
-class SlackReply:
+class SlackReply(ABC):
     """What every way of delivering shares: the thread, the text so far, the parts after
     the first, and the pacing of progress."""
 
@@ -67,11 +68,11 @@ class SlackReply:
     async def restart(self) -> None:
         self.text = ""
 
-    async def finish(self, text: str) -> dict[str, str]:
-        raise NotImplementedError
+    @abstractmethod
+    async def finish(self, text: str) -> dict[str, str]: ...
 
-    async def fail(self, error: str) -> None:
-        raise NotImplementedError
+    @abstractmethod
+    async def fail(self, error: str) -> None: ...
 
     def _marks(self, part: int = 1) -> dict[str, Any]:
         return answer_metadata(self.job.thread.id, self.job.upto, part)
@@ -115,7 +116,7 @@ class SlackReply:
 
 
 class StatusReply(SlackReply):
-    """ "is thinking…" shows under the thread; the finished answer is posted whole."""
+    """The status ("is thinking…") shows under the thread; the answer is posted whole."""
 
     kind = "post"
 
