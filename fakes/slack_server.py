@@ -126,6 +126,7 @@ class FakeSlack:
         self._changed = threading.Condition(self._lock)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._sockets: list[web.WebSocketResponse] = []
+        self.connections_made = 0  # ever, so a restart is seen even while the old one closes
         self._connected: asyncio.Event | None = None
         self._forced: dict[str, list[tuple[int, float | None, str]]] = defaultdict(list)
         self._losing: dict[str, Callable[[dict[str, Any]], bool]] = {}
@@ -368,10 +369,6 @@ class FakeSlack:
     def wait_connected(self, count: int = 1, timeout: float = 15.0) -> None:
         self.wait_until(lambda: len(self._sockets) >= count, timeout)
 
-    @property
-    def connected(self) -> int:
-        return len(self._sockets)
-
     # ---- Socket Mode
     async def _send(self, body: dict[str, Any]) -> None:
         await self._some_socket().wait()  # Slack queues envelopes until an app connects
@@ -410,6 +407,7 @@ class FakeSlack:
             }
         )
         self._sockets.append(socket)
+        self.connections_made += 1
         self._some_socket().set()
         self._notify()
         try:

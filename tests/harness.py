@@ -135,10 +135,10 @@ class Bot:
         self.log: Lines | None = None
 
     def start(self, **env: str) -> Bot:
-        connected = self.slack.connected
+        made = self.slack.connections_made
         self.process = self.cli.start("run", **env)
         self.log = Lines(self.process.stderr)  # type: ignore[arg-type]
-        self.slack.wait_connected(connected + 1)
+        self.slack.wait_until(lambda: self.slack.connections_made > made)
         return self
 
     def stop(self, sig: signal.Signals = signal.SIGTERM) -> int:
