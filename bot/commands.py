@@ -2,7 +2,8 @@
 
 `ParseCommand` and `AckFirst` run first: usage and input errors travel in the ack itself
 (ephemeral, no API call); everything else is answered ephemerally through the command's
-response_url, except `ask`, which posts in the channel.
+response_url. `ask` and `thread add` store the conversation before they acknowledge: the
+looper then posts its root message in the channel (exactly once, from any replica).
 """
 
 from __future__ import annotations
@@ -14,23 +15,21 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from slack_bolt.context.ack.async_ack import AsyncAck
 from slack_bolt.context.async_context import AsyncBoltContext
 from slack_sdk.errors import SlackApiError
 
 from bot.admins import Admins
-from bot.formatting import permalink_fallback, thread_metadata
+from bot.formatting import NOT_IN_CHANNEL, permalink_fallback
 from bot.middleware import INVOCATION
-from bot.places import SlackThread, asker, channel_place
+from bot.places import USER, ChannelRequest, SlackThread, channel_place
 from bot.routes import Invocation, Route
-from bot.status import show_thinking
 from bot.web import SlackApi, slack_error
 from looper.core import Tutor
-from looper.models import BaseAssistant, ChatCompletionThread, NewMessage, new_id
+from looper.models import ChatCompletionThread, NewMessage
 from looper.store import StoreError
 
 log = logging.getLogger(__name__)
-
-NOT_IN_CHANNEL = "I can't post here yet: invite me with `/invite @tutor` and try again."
 
 
 class UserError(Exception):
@@ -39,16 +38,31 @@ class UserError(Exception):
 
 @dataclass
 class Command:
-    """One /tutor invocation."""
+    """One /tutor invocation. `tell` answers in the ack while it is still due (routes that
+    store first), else through the response_url."""
 
     user: str
     team: str
     channel: str
     args: str
     respond: Callable[..., Awaitable[Any]]
+    response_url: str = ""
+    ack: AsyncAck | None = None
 
     async def tell(self, text: str) -> None:
-        await self.respond(text=text, response_type="ephemeral", replace_original=False)
+        if self.ack is not None and self.ack.response is None:
+            await self.ack(text=text)
+        else:
+            await self.respond(text=text, response_type="ephemeral", replace_original=False)
+
+    async def acknowledge(self) -> None:
+        if self.ack is not None and self.ack.response is None:
+            await self.ack()
+
+    @property
+    def request(self) -> ChannelRequest:
+        """A conversation to start in this channel, for this user."""
+        return ChannelRequest(self.channel, self.team, self.user, self.response_url)
 
 
 class TutorCommands:
@@ -59,8 +73,11 @@ class TutorCommands:
         self.api = api
         self.admins = admins
 
-    async def run(self, command: dict[str, Any], respond: Any, context: AsyncBoltContext) -> None:
-        """The subcommand's work, after `AckFirst` acknowledged it."""
+    async def run(
+        self, command: dict[str, Any], ack: AsyncAck, respond: Any, context: AsyncBoltContext
+    ) -> None:
+        """The subcommand's work, after `AckFirst` acknowledged it (or, for a route that
+        stores first, acknowledged here once its work is stored)."""
         invocation: Invocation = context[INVOCATION]
         if invocation.route is None or invocation.reply:
             return  # the ack said all there was to say
@@ -70,8 +87,13 @@ class TutorCommands:
             channel=command.get("channel_id", ""),
             args=invocation.text,
             respond=respond,
+            response_url=command.get("response_url", ""),
+            ack=ack,
         )
-        await self._run(invocation.route, call)
+        try:
+            await self._run(invocation.route, call)
+        finally:
+            await call.acknowledge()
 
     async def _run(self, route: Route, call: Command) -> None:
         try:
@@ -88,32 +110,12 @@ class TutorCommands:
             log.exception("/tutor %s failed", call.args)
             await call.tell("Something went wrong on my side; nothing you typed was lost.")
 
-    async def _post_root(
-        self, call: Command, assistant: BaseAssistant, text: str
-    ) -> tuple[str, SlackThread]:
-        """Post the message a new conversation lives under; its metadata names the thread."""
-        thread_id = new_id("thread")
-        root = await self.api.call(
-            "chat.postMessage",
-            channel=call.channel,
-            text=text,
-            metadata=thread_metadata(thread_id, assistant.id),
-        )
-        return thread_id, SlackThread(call.channel, str(root["ts"]), call.team)
-
     # anyone
     async def ask(self, call: Command) -> None:
         assistant = await self.tutor.assistant_for(channel_place(call.channel))
-        text = f"<@{call.user}> asked: {call.args}"
-        thread_id, place = await self._post_root(call, assistant, text)
-        shown = await show_thinking(self.api, place.channel, place.thread_ts)
-        question = NewMessage(
-            content=call.args,
-            metadata=asker(call.user, place.thread_ts, shown),
-            external_id=place.thread_ts,
-        )
+        question = NewMessage(content=call.args, metadata={USER: call.user})
         await self.tutor.start_thread(
-            assistant, place.metadata, question, thread_id=thread_id, external_key=place.key
+            assistant, call.request.metadata, question, awaiting_place=True
         )
 
     async def assistants(self, call: Command) -> None:
@@ -166,16 +168,12 @@ class TutorCommands:
             if call.args
             else self.tutor.assistant_for(channel_place(call.channel))
         )
-        text = (
-            f"New conversation with *{assistant.name}*, started by <@{call.user}>. "
-            "Reply in this thread to ask."
-        )
-        thread_id, place = await self._post_root(call, assistant, text)
-        await self.tutor.start_thread(
-            assistant, place.metadata, thread_id=thread_id, external_key=place.key
+        thread = await self.tutor.start_thread(
+            assistant, call.request.metadata, awaiting_place=True
         )
         await call.tell(
-            f"Started `{thread_id}` with *{assistant.name}*: replies under it are asked."
+            f"Started `{thread.id}` with *{assistant.name}*: its message appears here in a "
+            "moment, and replies under it are asked."
         )
 
 
@@ -212,6 +210,7 @@ ROUTES = (
         "<question>",
         needs_text=True,
         when_missing="Ask what? `/tutor ask how did the universe begin?`",
+        stores_first=True,
     ),
     Route("assistants", TutorCommands.assistants, "list assistants"),
     Route(
@@ -237,5 +236,6 @@ ROUTES = (
         "start an empty conversation to reply under",
         "[assistant]",
         admin_only=True,
+        stores_first=True,
     ),
 )

@@ -11,9 +11,12 @@ import logging
 import re
 from typing import Any
 
+from slack_sdk.errors import SlackApiError
+
+from bot.formatting import ANSWERED, answered_blocks
 from bot.places import SlackThread, asker, channel_place
 from bot.status import show_thinking
-from bot.web import SlackApi
+from bot.web import SlackApi, slack_error
 from looper.core import Tutor
 from looper.models import NewMessage
 from looper.store import Conflict, StoreError
@@ -95,16 +98,27 @@ class EventHandlers:
             await self._ask_in_thread(event, root)
 
     async def on_retry(self, body: dict[str, Any], respond: Any) -> None:
-        """The Retry button under an error reply asks the thread's question again."""
+        """The Retry button under an error reply asks the thread's question again; on a
+        question answered meanwhile, it says so and the button goes."""
         thread_id = (body.get("actions") or [{}])[0].get("value", "")
         try:
             retried = await self.tutor.retry(thread_id)
         except StoreError as exc:
             await respond(text=str(exc), response_type="ephemeral", replace_original=False)
             return
+        message = body.get("message") or {}
+        channel = (body.get("channel") or {}).get("id", "")
         if retried:
-            message = body.get("message") or {}
-            channel = (body.get("channel") or {}).get("id", "")
             await show_thinking(self.api, channel, message.get("thread_ts", message.get("ts", "")))
+        else:
+            await self._tidy(channel, message.get("ts", ""))
         text = "Asking again…" if retried else "That question has been answered already."
         await respond(text=text, response_type="ephemeral", replace_original=False)
+
+    async def _tidy(self, channel: str, ts: str) -> None:
+        try:
+            await self.api.call(
+                "chat.update", channel=channel, ts=ts, text=ANSWERED, blocks=answered_blocks()
+            )
+        except SlackApiError as exc:
+            log.info("could not tidy the error reply %s: %s", ts, slack_error(exc))

@@ -8,6 +8,8 @@ MARKDOWN_LIMIT = 12_000  # chat.* `markdown_text`
 PART_LIMIT = 11_000  # room for a closing code fence
 RETRY_ACTION = "tutor_retry"
 THINKING = "is thinking…"
+ANSWERED = ":white_check_mark: Answered after all: see below."
+NOT_IN_CHANNEL = "I can't post here yet: invite me with `/invite @tutor` and try again."
 
 
 def thread_metadata(thread_id: str, assistant_id: str) -> dict[str, Any]:
@@ -92,6 +94,17 @@ def error_blocks(error: str, thread_id: str) -> list[dict[str, Any]]:
                 }
             ],
         },
+    ]
+
+
+def answered_blocks() -> list[dict[str, Any]]:
+    """What an error reply becomes once its question is answered: no Retry button."""
+    return [
+        {
+            "type": "section",
+            "block_id": "tutor_error",
+            "text": {"type": "mrkdwn", "text": ANSWERED},
+        }
     ]
 
 

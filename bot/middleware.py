@@ -31,15 +31,18 @@ class ParseCommand(AsyncMiddleware):
 
 class AckFirst(AsyncMiddleware):
     """Acks before the listener runs, so Slack hears back at once and no listener can touch
-    the store or Slack first. A command with nothing to run (help, usage, an input error) is
-    answered in the ack itself. Bolt also stops waiting for the listener's ack."""
+    Slack first. A command with nothing to run (help, usage, an input error) is answered in
+    the ack itself. A route that `stores_first` is left to its listener, which acks once its
+    work is in the store: Slack never sends a slash command again, so an acknowledged one
+    must not live only in this process's memory."""
 
     async def async_process(
         self, *, req: AsyncBoltRequest, resp: BoltResponse, next: Next
     ) -> BoltResponse | None:
         ack = req.context.ack
-        if ack is not None and ack.response is None:
-            invocation: Invocation | None = req.context.get(INVOCATION)
-            said = invocation.reply if invocation else None
+        invocation: Invocation | None = req.context.get(INVOCATION)
+        said = invocation.reply if invocation else None
+        stores_first = bool(invocation and invocation.route and invocation.route.stores_first)
+        if ack is not None and ack.response is None and (said or not stores_first):
             await (ack(text=said) if said else ack())
         return await next()

@@ -6,8 +6,9 @@ from dataclasses import dataclass
 
 from looper.models import ChatCompletionThread, Message
 
-# A thread's metadata: where its Slack thread is.
+# A thread's metadata: where its Slack thread is; before it has one, how to tell the asker.
 TEAM, CHANNEL, THREAD_TS = "slack_team", "slack_channel", "slack_thread_ts"
+RESPONSE_URL = "slack_response_url"
 # A message's metadata: who wrote it, its Slack ts, whether "is thinking…" shows for it.
 USER, TS, STATUS = "slack_user", "slack_ts", "slack_status"
 SHOWN = "shown"
@@ -45,6 +46,43 @@ class SlackThread:
         if not (metadata.get(CHANNEL) and metadata.get(THREAD_TS)):
             return None
         return cls(metadata[CHANNEL], metadata[THREAD_TS], metadata.get(TEAM, ""))
+
+
+@dataclass(frozen=True)
+class ChannelRequest:
+    """A conversation asked for with /tutor in a channel and stored before its root message
+    is posted: where it goes, who asked, and the command's `response_url` to tell them
+    when Slack refuses the post."""
+
+    channel: str
+    team: str
+    user: str
+    response_url: str = ""
+
+    @property
+    def metadata(self) -> dict[str, str]:
+        return {
+            CHANNEL: self.channel,
+            TEAM: self.team,
+            USER: self.user,
+            RESPONSE_URL: self.response_url,
+        }
+
+    def placed_at(self, root_ts: str) -> SlackThread:
+        return SlackThread(self.channel, root_ts, self.team)
+
+    @classmethod
+    def of(cls, thread: ChatCompletionThread) -> ChannelRequest | None:
+        """The request of a thread awaiting its root message; None for any other thread."""
+        metadata = thread.metadata
+        if not thread.awaiting_place or not metadata.get(CHANNEL):
+            return None
+        return cls(
+            metadata[CHANNEL],
+            metadata.get(TEAM, ""),
+            metadata.get(USER, ""),
+            metadata.get(RESPONSE_URL, ""),
+        )
 
 
 def key_from_metadata(metadata: dict[str, str]) -> str | None:

@@ -2,14 +2,18 @@
 
 - `StreamReply`: a native stream (`chat.startStream`, text appended with `chat.appendStream`
   about once a second while the budget lasts, the rest and the metadata with
-  `chat.stopStream`).
+  `chat.stopStream`). When Slack ends a stream first (after a few minutes, or a reader
+  stopped it), its text stays as a part of the answer and the rest continues in a new stream,
+  or once streams keep ending, in posted replies.
 - `StatusReply`: "is thinking…" shows under the thread; the finished answer is posted.
 - `PlaceholderReply`: a placeholder reply, replaced with `chat.update` (progress at most about
   once a second while the Tier 3 budget lasts).
 
-Each reply's `ref` (`stream:<ts>`, `post`, `update:<ts>`) is recorded by the looper before any
-text is sent, so that a restarted looper completes the same message (see `SlackSink`).
-Answers longer than one message continue in further replies, each marked with its part.
+Each reply's `ref` (`stream:<ts>[,<ts>…]`, `post`, `update:<ts>`) is recorded by the looper
+before any text is sent (and again by the reply when it moves to a new stream), so that a
+restarted looper completes the same messages (see `SlackSink`). Answers longer than one
+message continue in further replies, each marked with its part. A finished answer also
+tidies up the error reply of an earlier failure of the thread (its Retry button goes).
 """
 
 from __future__ import annotations
@@ -22,8 +26,10 @@ from typing import Any, ClassVar
 from slack_sdk.errors import SlackApiError
 
 from bot.formatting import (
+    ANSWERED,
     PART_LIMIT,
     answer_metadata,
+    answered_blocks,
     error_blocks,
     error_metadata,
     error_text,
@@ -36,11 +42,14 @@ from looper.sinks import Job
 
 log = logging.getLogger(__name__)
 FLUSH_SECONDS = 1.0
+# Errors saying a stream takes no more text: Slack ended it, a reader stopped it, it is gone.
+STREAM_OVER = {"message_not_in_streaming_state", "stopped_by_user", "message_not_found"}
+STREAMS_PER_ANSWER = 3  # after this many streams ended early, the rest is posted
 
 
 class SlackReply(ABC):
     """What every way of delivering shares: the thread, the text so far, the parts after
-    the first, and the pacing of progress."""
+    the first, the pacing of progress, and tidying up an earlier failure."""
 
     kind: ClassVar[str]
 
@@ -68,11 +77,18 @@ class SlackReply(ABC):
     async def restart(self) -> None:
         self.text = ""
 
-    @abstractmethod
-    async def finish(self, text: str) -> dict[str, str]: ...
+    async def finish(self, text: str) -> dict[str, str]:
+        delivered = await self._deliver(text)
+        await self._tidy_failure()
+        return delivered
 
     @abstractmethod
-    async def fail(self, error: str) -> None: ...
+    async def _deliver(self, text: str) -> dict[str, str]:
+        """Show the whole answer; what to store with it."""
+
+    @abstractmethod
+    async def fail(self, error: str) -> str | None:
+        """Show the failure with its Retry button; the ts of the message that shows it."""
 
     def _marks(self, part: int = 1) -> dict[str, Any]:
         return answer_metadata(self.job.thread.id, self.job.upto, part)
@@ -80,9 +96,20 @@ class SlackReply(ABC):
     def _failure(self, error: str) -> dict[str, Any]:
         """A failure's blocks and metadata: what it says and its Retry button."""
         return {
+            "text": error_text(error),
             "blocks": error_blocks(error, self.job.thread.id),
             "metadata": error_metadata(self.job.thread.id, self.job.upto),
         }
+
+    async def _tidy_failure(self) -> None:
+        """The error reply of the thread's last failure loses its Retry button."""
+        shown = self.job.thread.failure_ref
+        if not shown:
+            return
+        try:
+            await self._update(shown, text=ANSWERED, blocks=answered_blocks())
+        except SlackApiError as exc:  # deleted, say: nothing left to tidy
+            log.info("could not tidy the error reply %s: %s", shown, slack_error(exc))
 
     async def _post(self, **content: Any) -> str:
         posted = await self.api.call(
@@ -96,23 +123,23 @@ class SlackReply(ABC):
     async def _update(self, ts: str, **content: Any) -> None:
         await self.api.call("chat.update", channel=self.place.channel, ts=ts, **content)
 
-    @property
-    def delivered(self) -> dict[str, str]:
-        """What to store with the answer: its (first) message's ts."""
-        return {TS: str(self.ts)}
-
-    async def _write_rest(self, parts: list[str], leftovers: list[str]) -> None:
-        """Parts 2… of the answer: in the messages an earlier attempt left (`leftovers`),
-        else posted; leftovers this answer does not need are deleted."""
-        for number, part in enumerate(parts, start=2):
+    async def _write_rest(
+        self, parts: list[str], leftovers: list[str], first: int = 2
+    ) -> list[str]:
+        """Parts `first`… of the answer: in the messages an earlier attempt left
+        (`leftovers`), else posted; leftovers this answer does not need are deleted. Returns
+        the parts' ts."""
+        written = []
+        for number, part in enumerate(parts, start=first):
+            content = {"markdown_text": part, "metadata": self._marks(number)}
             if leftovers:
-                await self._update(
-                    leftovers.pop(0), markdown_text=part, metadata=self._marks(number)
-                )
+                written.append(leftovers.pop(0))
+                await self._update(written[-1], **content)
             else:
-                await self._post(markdown_text=part, metadata=self._marks(number))
+                written.append(await self._post(**content))
         for ts in leftovers:
             await self.api.call("chat.delete", channel=self.place.channel, ts=ts)
+        return written
 
 
 class StatusReply(SlackReply):
@@ -124,14 +151,12 @@ class StatusReply(SlackReply):
     def ref(self) -> str:
         return self.kind  # recorded before the post: a restart looks the answer up instead
 
-    async def finish(self, text: str) -> dict[str, str]:
-        parts = split_markdown(text)
-        self.ts = await self._post(markdown_text=parts[0], metadata=self._marks())
-        await self._write_rest(parts[1:], [])
-        return self.delivered
+    async def _deliver(self, text: str) -> dict[str, str]:
+        written = await self._write_rest(split_markdown(text), [], first=1)
+        return {TS: written[0]}
 
-    async def fail(self, error: str) -> None:
-        await self._post(text=error_text(error), **self._failure(error))
+    async def fail(self, error: str) -> str | None:
+        return await self._post(**self._failure(error))
 
 
 class PlaceholderReply(SlackReply):
@@ -149,7 +174,7 @@ class PlaceholderReply(SlackReply):
         leftovers: list[str] | None = None,
     ) -> None:
         super().__init__(api, job, place, ts)
-        self.leftovers = leftovers or []  # further parts an earlier attempt posted
+        self.leftovers = leftovers or []  # further messages an earlier attempt left
 
     async def _show_progress(self) -> bool:
         shown = await self.api.call_if_budget(
@@ -160,72 +185,133 @@ class PlaceholderReply(SlackReply):
         )
         return shown is not None
 
-    async def finish(self, text: str) -> dict[str, str]:
-        parts = split_markdown(text)
-        await self._update(str(self.ts), markdown_text=parts[0], metadata=self._marks())
-        await self._write_rest(parts[1:], self.leftovers)
-        return self.delivered
+    async def _deliver(self, text: str) -> dict[str, str]:
+        written = await self._write_rest(split_markdown(text), [str(self.ts), *self.leftovers], 1)
+        return {TS: written[0]}
 
-    async def fail(self, error: str) -> None:
-        await self._update(str(self.ts), text=error_text(error), **self._failure(error))
+    async def fail(self, error: str) -> str | None:
+        await self._update(str(self.ts), **self._failure(error))
+        return self.ts
 
 
 class StreamReply(SlackReply):
-    """A native Slack stream: the text shows as it is written."""
+    """A native Slack stream: the text shows as it is written. When Slack ends the stream
+    early, what it shows becomes part 1 (`earlier`) and the rest continues in a new one."""
 
     kind = "stream"
 
     def __init__(self, api: SlackApi, job: Job, place: SlackThread, ts: str) -> None:
         super().__init__(api, job, place, ts)
-        self.shown = 0  # characters of `text` already streamed
+        self.earlier: list[str] = []  # parts shown by streams Slack ended, in order
+        self.base = 0  # characters of `text` in those parts
+        self.shown = 0  # characters of `text` after `base` shown by the current stream
+        self.streams = 1
         self.stale = False  # the streamed text belongs to an abandoned attempt
+
+    @property
+    def ref(self) -> str:
+        messages = [*self.earlier, *([self.ts] if self.ts else [])]
+        return f"{self.kind}:{','.join(messages)}" if self.ts else "post"
+
+    @property
+    def part(self) -> int:
+        """The part the current stream shows."""
+        return len(self.earlier) + 1
 
     @classmethod
     async def start(cls, api: SlackApi, job: Job, place: SlackThread) -> StreamReply | None:
-        """Begin a stream when the budget allows starting and stopping it (a stream that
-        cannot be stopped would hang in Slack); None when it does not, or Slack refuses."""
-        asker = asked_by(job.question)
-        try:
-            started = await api.call_if_budget(
-                "chat.startStream",
-                also=("chat.stopStream",),
-                channel=place.channel,
-                thread_ts=place.thread_ts,
-                recipient_user_id=asker or None,
-                recipient_team_id=place.team or None,
-            )
-        except SlackApiError as exc:
-            log.info("streaming refused in %s (%s); posting whole", place.channel, slack_error(exc))
-            return None
-        return cls(api, job, place, str(started["ts"])) if started is not None else None
+        """Begin a stream when the budget allows; None when it does not, or Slack refuses."""
+        ts = await start_stream(api, job, place)
+        return cls(api, job, place, ts) if ts else None
 
     async def _show_progress(self) -> bool:
-        chunk = self.text[self.shown : PART_LIMIT]
-        if self.stale or not chunk:
+        chunk = self.text[self.base + self.shown : self.base + PART_LIMIT]
+        if self.stale or not chunk or not self.ts:
             return False
-        done = await self.api.call_if_budget(
-            "chat.appendStream", channel=self.place.channel, ts=self.ts, markdown_text=chunk
-        )
+        try:
+            done = await self.api.call_if_budget(
+                "chat.appendStream", channel=self.place.channel, ts=self.ts, markdown_text=chunk
+            )
+        except SlackApiError as exc:
+            if slack_error(exc) not in STREAM_OVER:
+                raise
+            await self._continue_elsewhere()
+            return False
         if done is not None:
             self.shown += len(chunk)
         return done is not None
 
+    async def _continue_elsewhere(self) -> None:
+        """Slack ended the stream: keep what it shows as a part, go on in a new stream (or,
+        once streams keep ending, in posted replies), and record where before any text."""
+        ended, shown = str(self.ts), self.text[self.base : self.base + self.shown]
+        self.ts, self.shown = None, 0
+        if shown and await self._settle_ended(ended, shown):
+            self.earlier.append(ended)
+            self.base += len(shown)
+        elif not shown:  # an empty ended stream would stay a broken message
+            await delete_quietly(self.api, self.place.channel, ended)
+        if self.streams < STREAMS_PER_ANSWER:
+            self.ts = await start_stream(self.api, self.job, self.place)
+            self.streams += 1
+        log.info("a stream of %s ended early; going on in %s", self.job.thread.id, self.ref)
+        await self.job.reserve(self.ref)
+
+    async def _settle_ended(self, ts: str, text: str) -> bool:
+        """Give an ended stream its text and part marks; False when it is gone."""
+        try:
+            await self._update(ts, markdown_text=text, metadata=self._marks(self.part))
+        except SlackApiError as exc:
+            if slack_error(exc) != "message_not_found":
+                raise
+            return False
+        return True
+
     async def restart(self) -> None:
         await super().restart()
-        self.stale = self.stale or self.shown > 0  # the streamed text is wrong now
+        self.stale = self.stale or self.shown > 0 or bool(self.earlier)  # shown text is wrong
 
-    async def finish(self, text: str) -> dict[str, str]:
-        if self.stale:  # stop the stream as it is, then replace its text
-            await stop_stream(self.api, self.place.channel, str(self.ts), prepaid=True)
-            return await PlaceholderReply(self.api, self.job, self.place, str(self.ts)).finish(text)
-        parts = split_after_streamed(text, self.shown)
-        rest = parts[0][self.shown :]
-        await self._stop(markdown_text=rest or None, metadata=self._marks())
-        await self._write_rest(parts[1:], [])
-        return self.delivered
+    async def _deliver(self, text: str) -> dict[str, str]:
+        if self.stale:  # stop the stream as it is, then replace what all streams showed
+            return await self._replace_all(text)
+        parts = split_after_streamed(text[self.base :], self.shown)
+        if self.ts:
+            await self._end_stream(parts.pop(0))
+        messages = [*self.earlier, *([self.ts] if self.ts else [])]
+        written = await self._write_rest(parts, [], first=len(messages) + 1)
+        return {TS: [*messages, *written][0]}
 
-    async def fail(self, error: str) -> None:
-        await self._stop(**self._failure(error))
+    async def _end_stream(self, part: str) -> None:
+        """Stop the stream with the rest of its part and its marks; if Slack ended it
+        meanwhile, give it the whole part (posted anew if it is gone)."""
+        rest = part[self.shown :]
+        try:
+            await self._stop(markdown_text=rest or None, metadata=self._marks(self.part))
+        except SlackApiError as exc:
+            if slack_error(exc) not in STREAM_OVER:
+                raise
+            if not await self._settle_ended(str(self.ts), part):
+                self.ts = await self._post(markdown_text=part, metadata=self._marks(self.part))
+
+    async def _replace_all(self, text: str) -> dict[str, str]:
+        if self.ts:
+            await stop_stream(self.api, self.place.channel, self.ts, prepaid=True)
+        messages = [*self.earlier, *([self.ts] if self.ts else [])]
+        if not messages:
+            return await StatusReply(self.api, self.job, self.place)._deliver(text)
+        replacing = PlaceholderReply(self.api, self.job, self.place, messages[0], messages[1:])
+        return await replacing._deliver(text)
+
+    async def fail(self, error: str) -> str | None:
+        if not self.ts:
+            return await self._post(**self._failure(error))
+        try:
+            await self._stop(**{k: v for k, v in self._failure(error).items() if k != "text"})
+        except SlackApiError as exc:
+            if slack_error(exc) not in STREAM_OVER:
+                raise
+            await self._update(self.ts, **self._failure(error))
+        return self.ts
 
     async def _stop(self, **content: Any) -> None:
         # Paid for at the start, so that a stream can always be stopped.
@@ -234,10 +320,38 @@ class StreamReply(SlackReply):
         )
 
 
+async def start_stream(api: SlackApi, job: Job, place: SlackThread) -> str | None:
+    """Begin a stream when the budget allows starting and stopping it (a stream that cannot
+    be stopped would hang in Slack); its ts, or None when it does not, or Slack refuses."""
+    asker = asked_by(job.question)
+    try:
+        started = await api.call_if_budget(
+            "chat.startStream",
+            also=("chat.stopStream",),
+            channel=place.channel,
+            thread_ts=place.thread_ts,
+            recipient_user_id=asker or None,
+            recipient_team_id=place.team or None,
+        )
+    except SlackApiError as exc:
+        log.info("streaming refused in %s (%s); posting whole", place.channel, slack_error(exc))
+        return None
+    return str(started["ts"]) if started is not None else None
+
+
+async def delete_quietly(api: SlackApi, channel: str, ts: str) -> None:
+    """Delete one of our messages; one already gone is fine."""
+    try:
+        await api.call("chat.delete", channel=channel, ts=ts)
+    except SlackApiError as exc:
+        if slack_error(exc) != "message_not_found":
+            raise
+
+
 async def stop_stream(api: SlackApi, channel: str, ts: str, prepaid: bool = False) -> None:
     """Stop a stream, whatever it shows; one that Slack already ended is fine too."""
     try:
         await api.call("chat.stopStream", prepaid=prepaid, channel=channel, ts=ts)
     except SlackApiError as exc:
-        if slack_error(exc) != "message_not_in_streaming_state":
+        if slack_error(exc) not in STREAM_OVER:
             raise

@@ -25,6 +25,7 @@ class Route:
     admin_only: bool = False
     needs_text: bool = False  # refuse it (with `when_missing`, or the usage) without text
     when_missing: str = ""
+    stores_first: bool = False  # acknowledged once its work is stored (Slack never resends)
 
     @property
     def usage(self) -> str:

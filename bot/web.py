@@ -12,6 +12,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_async_handlers import AsyncConnectionErrorRetryHandler
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.web.async_slack_response import AsyncSlackResponse
+from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from bot.pacing import Pacer
 
@@ -44,6 +45,13 @@ class SlackApi:
     def __init__(self, client: AsyncWebClient, pacer: Pacer | None = None) -> None:
         self.client = client
         self.pacer = pacer or Pacer()
+        self._bot_user: str | None = None
+
+    async def bot_user(self) -> str:
+        """The bot's own user id (`auth.test`, asked once)."""
+        if self._bot_user is None:
+            self._bot_user = str((await self.call("auth.test"))["user_id"])
+        return self._bot_user
 
     async def call(self, method: str, prepaid: bool = False, **args: Any) -> AsyncSlackResponse:
         """Call `method`, waiting for its budget (unless `prepaid` by `call_if_budget`'s `also`)."""
@@ -85,22 +93,32 @@ class SlackApi:
         self, channel: str, thread_ts: str, **args: Any
     ) -> AsyncIterator[dict[str, Any]]:
         """The messages of a thread (`conversations.replies`), page by page, each paced."""
+        async for message in self._pages("conversations.replies", channel, ts=thread_ts, **args):
+            yield message
+
+    async def history(self, channel: str, **args: Any) -> AsyncIterator[dict[str, Any]]:
+        """A channel's top-level messages (`conversations.history`), page by page, each paced."""
+        async for message in self._pages("conversations.history", channel, **args):
+            yield message
+
+    async def _pages(self, method: str, channel: str, **args: Any) -> AsyncIterator[dict[str, Any]]:
         cursor = None
         while True:
-            page = await self.call(
-                "conversations.replies",
-                channel=channel,
-                ts=thread_ts,
-                limit=200,
-                cursor=cursor,
-                **args,
-            )
+            page = await self.call(method, channel=channel, limit=200, cursor=cursor, **args)
             messages: list[dict[str, Any]] = page.get("messages", [])
             for message in messages:
                 yield message
             cursor = (page.get("response_metadata") or {}).get("next_cursor")
             if not cursor:
                 return
+
+    async def respond(self, response_url: str, text: str) -> None:
+        """Tell the person who typed a slash command, only them (its `response_url`)."""
+        hook = AsyncWebhookClient(response_url, session=self.client.session, timeout=10)
+        try:
+            await hook.send(text=text, response_type="ephemeral", replace_original=False)
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            log.warning("could not reply to a command (%s): %s", response_url, exc)
 
     async def _send(self, method: str, args: dict[str, Any]) -> AsyncSlackResponse:
         function = getattr(self.client, method.replace(".", "_"))

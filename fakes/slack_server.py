@@ -112,6 +112,7 @@ class FakeSlack:
     specs: dict[str, dict[str, Any]] = field(default_factory=load_specs)
     enforce_tiers: bool = False
     refuse_status: bool = False
+    stream_lifetime: float | None = None  # Slack ends a stream this many seconds after its start
     users: dict[str, dict[str, Any]] = field(default_factory=dict)
     channels: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     calls: list[Call] = field(default_factory=list)
@@ -644,6 +645,7 @@ class FakeSlack:
         self._check_text(args)
         message["text"] = args.get("text") or args.get("markdown_text") or ""
         message["blocks"] = args.get("blocks") or []
+        message.pop("broken", None)
         metadata = self._check_metadata(args)
         if metadata:
             message["metadata"] = metadata
@@ -672,6 +674,7 @@ class FakeSlack:
         message = self._new_bot_message(args, args["channel"])
         message["text"] = args.get("markdown_text") or ""
         message["streaming"] = True
+        message["stream_started"] = time.monotonic()
         return {"channel": args["channel"], "ts": message["ts"]}
 
     def _streaming(self, args: dict[str, Any]) -> dict[str, Any]:
@@ -679,6 +682,11 @@ class FakeSlack:
         message = self._find(args["channel"], args["ts"])
         if message.get("bot_id") != BOT_ID:
             raise SlackError("message_not_owned_by_app")
+        lifetime = self.stream_lifetime
+        if message.get("streaming") and lifetime is not None:
+            if time.monotonic() - message["stream_started"] > lifetime:
+                # Slack ended it: the message shows as broken until chat.update gives it text
+                message["streaming"], message["broken"] = False, True
         if not message.get("streaming"):
             raise SlackError("message_not_in_streaming_state")
         return message
@@ -737,6 +745,33 @@ class FakeSlack:
         with_metadata = str(args.get("include_all_metadata", "0")).lower() in ("1", "true")
         shown = [{k: v for k, v in m.items() if k != "metadata" or with_metadata} for m in page]
         more = start + limit < len(thread)
+        return {
+            "messages": shown,
+            "has_more": more,
+            "response_metadata": {"next_cursor": str(start + limit) if more else ""},
+        }
+
+    def _conversations_history(self, args: dict[str, Any], request: web.Request) -> dict[str, Any]:
+        """A channel's top-level messages, newest first."""
+        messages = self._channel(args)
+        oldest, latest = float(args.get("oldest") or 0), float(args.get("latest") or "inf")
+        inclusive = str(args.get("inclusive", "0")).lower() in ("1", "true")
+        limit = int(args.get("limit") or 100)
+        start = int(args.get("cursor") or 0)
+
+        def within(ts: float) -> bool:
+            return oldest < ts < latest or (inclusive and ts in (oldest, latest))
+
+        top = [
+            m
+            for m in messages
+            if m.get("thread_ts", m["ts"]) == m["ts"] and within(float(m["ts"]))
+        ]
+        top.sort(key=lambda m: float(m["ts"]), reverse=True)
+        page = top[start : start + limit]
+        with_metadata = str(args.get("include_all_metadata", "0")).lower() in ("1", "true")
+        shown = [{k: v for k, v in m.items() if k != "metadata" or with_metadata} for m in page]
+        more = start + limit < len(top)
         return {
             "messages": shown,
             "has_more": more,

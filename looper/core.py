@@ -83,9 +83,11 @@ class Tutor:
         thread_id: str | None = None,
         model: str | None = None,
         external_key: str | None = None,
+        awaiting_place: bool = False,
     ) -> ChatCompletionThread:
         """A thread in a place (`metadata`, filed under `external_key`), with its first
-        question stored with it."""
+        question stored with it; `awaiting_place` when the sink is to make the place (the
+        looper does, exactly once)."""
         if model is not None and not model.strip():
             raise InvalidInput("the model name is empty")
         if first is not None and not first.content.strip():
@@ -95,6 +97,7 @@ class Tutor:
             chat_completion_model=model or assistant.model or self.default_model,
             metadata=metadata,
             external_key=external_key,
+            awaiting_place=awaiting_place,
         )
         if thread_id:
             thread.id = thread_id

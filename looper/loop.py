@@ -8,12 +8,13 @@ import logging
 import os
 import secrets
 import socket
+from dataclasses import replace
 
 from looper.completion import Completer, CompletionFailed, make_clients
 from looper.context import to_chat
 from looper.models import BaseAssistant, Claim
 from looper.settings import Settings
-from looper.sinks import Job, Sink
+from looper.sinks import PLACING, Job, PlaceRefused, Sink
 from looper.store import LeaseLost, Store
 
 log = logging.getLogger(__name__)
@@ -157,24 +158,59 @@ class Looper:
             keeper.cancel()
 
     async def _answer(self, claim: Claim) -> None:
-        thread = claim.thread
-        assistant = await self._assistant(thread.assistant_id)
-        messages = claim.messages
-        upto = max(m.id for m in messages if m.role == "user")
-        reply = await self.sink.open(Job(thread, assistant, messages, upto))
-        if reply.ref is not None and (reply.ref, upto) != (thread.reply_ref, thread.reply_upto):
-            await self.store.reserve_reply(thread.id, self.owner, upto, reply.ref)
-        chat = to_chat(assistant.instructions, messages)
+        job = await self._job(claim)
+        thread = job.thread
+        if thread.awaiting_place:
+            placed = await self._place(job)
+            if placed is None or not placed.thread.pending:
+                return
+            job = placed
+            thread = job.thread
+        reply = await self.sink.open(job)
+        if reply.ref is not None and (reply.ref, job.upto) != (thread.reply_ref, thread.reply_upto):
+            await job.reserve(reply.ref)
+        chat = to_chat(job.assistant.instructions, job.messages)
         try:
             text = await self.completer.complete(thread.chat_completion_model, chat, reply)
         except CompletionFailed as failure:
-            await reply.fail(str(failure))
-            await self.store.record_failure(thread.id, self.owner, upto, str(failure))
+            shown = await reply.fail(str(failure))
+            await self.store.record_failure(thread.id, self.owner, job.upto, str(failure), shown)
             return
         delivered = await reply.finish(text)
         await self.store.commit_answer(
-            thread.id, self.owner, upto, text, {**delivered, "answers": str(upto)}
+            thread.id, self.owner, job.upto, text, {**delivered, "answers": str(job.upto)}
         )
+
+    async def _job(self, claim: Claim) -> Job:
+        thread = claim.thread
+        upto = max((m.id for m in claim.messages if m.role == "user"), default=thread.hwm)
+
+        async def reserve(ref: str | None) -> None:
+            await self.store.reserve_reply(thread.id, self.owner, upto, ref)
+
+        assistant = await self._assistant(thread.assistant_id)
+        return Job(thread, assistant, claim.messages, upto, reserve)
+
+    async def _place(self, job: Job) -> Job | None:
+        """Have the sink place a thread stored before it had a place; exactly once: the
+        reservation tells a later attempt to look for the place this one may have made."""
+        thread = job.thread
+        if thread.reply_ref != PLACING:
+            await job.reserve(PLACING)
+        try:
+            placed = await self.sink.place(job)
+        except PlaceRefused as refused:
+            await self.store.abandon_place(thread.id, self.owner, job.upto, str(refused))
+            return None
+        except Exception as exc:  # the lease runs out, and the thread is tried again then
+            log.warning("could not place %s yet (%s); trying again later", thread.id, exc)
+            return None
+        stored = await self.store.place_thread(
+            thread.id, self.owner, placed.metadata, placed.external_key
+        )
+        if not stored.pending:
+            await self.store.release(thread.id, self.owner)
+        return replace(job, thread=stored)
 
     async def _assistant(self, assistant_id: str) -> BaseAssistant:
         """Assistants never change once added, so each is read from the store once."""

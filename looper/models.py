@@ -56,6 +56,9 @@ class ChatCompletionThread(BaseThread):
     kept by the store: `last_user_id` is the newest user message, `settled` the last user
     message the looper is done with (answered, or failed with `last_error`), and
     `reply_upto`/`reply_ref` record an answer that a sink has reserved but not yet committed.
+    A thread `awaiting_place` was stored before its front end gave it a place: the looper asks
+    the sink to place it first. `failure_ref` is where the latest failure is shown, so that
+    the sink can tidy it up once the question is answered.
     """
 
     assistant_id: str
@@ -68,6 +71,8 @@ class ChatCompletionThread(BaseThread):
     last_error: str | None = None
     reply_upto: int | None = None
     reply_ref: str | None = None
+    awaiting_place: bool = False
+    failure_ref: str | None = None
 
     @property
     def pending(self) -> bool:

@@ -4,26 +4,53 @@ An answer is delivered in three steps so that a sink posting elsewhere can be ex
 `Sink.open` reserves a place for the answer (its `ref`, recorded in the store before any text
 is sent), the `Reply` receives the streamed text and the final text, and only then does the
 looper commit the answer together with the thread's high-water mark. A looper that restarts
-after a crash opens the same `ref` again and completes or replaces it.
+after a crash opens the same `ref` again and completes or replaces it. A reply whose place
+changes while it delivers (a Slack stream that Slack ended, say) records its new `ref` with
+`Job.reserve` before it sends text there.
+
+A thread stored before it had a place (`awaiting_place`) is placed first, the same way:
+the looper reserves `PLACING`, `Sink.place` puts it somewhere (finding the place an earlier
+attempt made when the reservation was already there) and the looper commits the place.
 """
 
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from typing import Protocol, TextIO
 
 from looper.models import BaseAssistant, ChatCompletionThread, Message
 
+PLACING = "placing"  # the reservation of a thread being placed
+
+
+class PlaceRefused(Exception):
+    """The sink cannot place the thread anywhere (it has told the asker why)."""
+
+
+@dataclass(frozen=True)
+class Placed:
+    """Where a sink placed a thread: its new metadata and external key."""
+
+    metadata: dict[str, str]
+    external_key: str | None
+
+
+async def _keep_nothing(ref: str | None) -> None:
+    pass
+
 
 @dataclass
 class Job:
-    """One answer to write: the thread, its persona, its messages, up to user message `upto`."""
+    """One answer to write: the thread, its persona, its messages, up to user message `upto`;
+    `reserve` records a new `ref` for it (see `Reply.ref`)."""
 
     thread: ChatCompletionThread
     assistant: BaseAssistant
     messages: list[Message]
     upto: int
+    reserve: Callable[[str | None], Awaitable[None]] = field(default=_keep_nothing)
 
     @property
     def question(self) -> Message:
@@ -51,13 +78,18 @@ class Reply(Protocol):
     async def finish(self, text: str) -> dict[str, str]:
         """Deliver the whole answer; return metadata to store with it (e.g. where it was posted)."""
 
-    async def fail(self, error: str) -> None:
-        """Tell the asker that no answer is coming, and why."""
+    async def fail(self, error: str) -> str | None:
+        """Tell the asker that no answer is coming, and why; return where that shows, so
+        that it can be tidied up once the question is answered."""
 
 
 class Sink(Protocol):
     async def open(self, job: Job) -> Reply:
         """Reserve the answer's place (reusing `job.resumed_ref` when there is one)."""
+
+    async def place(self, job: Job) -> Placed:
+        """Put a thread `awaiting_place` somewhere; when `job.resumed_ref` is `PLACING`, an
+        earlier attempt may have done it already. Raises PlaceRefused."""
 
 
 class ConsoleReply:
@@ -79,8 +111,9 @@ class ConsoleReply:
         print(f"[{self.job.thread.id}] assistant: {text}", file=self.out, flush=True)
         return {}
 
-    async def fail(self, error: str) -> None:
+    async def fail(self, error: str) -> str | None:
         print(f"[{self.job.thread.id}] error: {error}", file=self.err, flush=True)
+        return None
 
 
 class ConsoleSink:
@@ -92,3 +125,7 @@ class ConsoleSink:
 
     async def open(self, job: Job) -> ConsoleReply:
         return ConsoleReply(job, self.out, self.err)
+
+    async def place(self, job: Job) -> Placed:
+        """A thread on the console is where it is."""
+        return Placed(job.thread.metadata, job.thread.external_key)

@@ -20,7 +20,7 @@ import asyncpg
 import pytest
 
 from fakes.slack_server import FakeSlack
-from looper.sinks import Job
+from looper.sinks import Job, Placed
 
 POSTGRES_ADMIN = os.environ.get(
     "TUTOR_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -169,8 +169,9 @@ class RecordingReply:
         self.sink.done(self.job.thread.id, text)
         return {"ref": self.ref or ""}
 
-    async def fail(self, error: str) -> None:
+    async def fail(self, error: str) -> str | None:
         self.sink.done(self.job.thread.id, f"ERROR {error}")
+        return f"failure-{self.job.upto}"
 
 
 class RecordingSink:
@@ -178,8 +179,14 @@ class RecordingSink:
 
     def __init__(self) -> None:
         self.opened: list[Job] = []
+        self.placed: list[Job] = []
         self.delivered: list[tuple[str, str]] = []
         self.changed = asyncio.Condition()
+
+    async def place(self, job: Job) -> Placed:
+        """Places a thread at `recorded:<id>`."""
+        self.placed.append(job)
+        return Placed({**job.thread.metadata, "placed": "yes"}, f"recorded:{job.thread.id}")
 
     async def open(self, job: Job) -> RecordingReply:
         reply = RecordingReply(self, job)

@@ -21,6 +21,7 @@ from fakes.openai_server import API_KEY, FakeOpenAI
 from looper.completion import Completer, make_client
 from looper.loop import Looper
 from looper.store import Store, open_store
+from looper.store.migrations import MIGRATIONS
 from tests.harness import Cli, RecordingSink, new_store_url
 
 DATA = Path(__file__).parent / "data"
@@ -58,7 +59,7 @@ async def previous(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncItera
 
 
 async def test_everything_stored_before_is_kept(previous: Store) -> None:
-    assert await previous.schema_version() == 2
+    assert await previous.schema_version() == len(MIGRATIONS)  # upgraded from 2
     assistants = await previous.list_assistants()
     assert [(a.id, a.name, a.model) for a in assistants] == [
         ("asst_physics", "Physics Tutor", None),

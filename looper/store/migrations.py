@@ -44,7 +44,6 @@ def m001_initial(t: ColumnTypes) -> list[str]:
             lease_owner TEXT,
             lease_until {t.real})""",
         "CREATE INDEX threads_newest ON threads (created_at)",
-        # The looper's poll reads this index; its condition is `PENDING` in sql.py.
         "CREATE INDEX threads_pending ON threads (last_activity) WHERE last_user_id > settled",
         "CREATE INDEX threads_leased ON threads (lease_owner) WHERE lease_owner IS NOT NULL",
         f"""CREATE TABLE messages (
@@ -70,9 +69,23 @@ def m002_bindings_and_activity(t: ColumnTypes) -> list[str]:
     ]
 
 
+def m003_places_and_failures(t: ColumnTypes) -> list[str]:
+    """Threads stored before their front end gave them a place (the looper places them), and
+    where a thread's latest failure is shown (tidied once the question is answered)."""
+    return [
+        f"ALTER TABLE threads ADD COLUMN awaiting_place {t.integer} NOT NULL DEFAULT 0",
+        "ALTER TABLE threads ADD COLUMN failure_ref TEXT",
+        "DROP INDEX threads_pending",
+        # The looper's poll reads this index; its condition is `PENDING` in sql.py.
+        "CREATE INDEX threads_pending ON threads (last_activity) "
+        "WHERE (last_user_id > settled OR awaiting_place = 1)",
+    ]
+
+
 MIGRATIONS: list[Callable[[ColumnTypes], list[str]]] = [
     m001_initial,
     m002_bindings_and_activity,
+    m003_places_and_failures,
 ]
 
 

@@ -31,15 +31,16 @@ from looper.store.migrations import SCHEMA_VERSION, migrate
 ASSISTANT_COLUMNS = "id, name, instructions, model, created_at"
 THREAD_COLUMNS = (
     "id, assistant_id, chat_completion_model, metadata, external_key, created_at, "
-    "last_activity, message_count, last_user_id, hwm, settled, last_error, reply_upto, reply_ref"
+    "last_activity, message_count, last_user_id, hwm, settled, last_error, reply_upto, reply_ref, "
+    "awaiting_place, failure_ref"
 )
 MESSAGE_COLUMNS = "thread_id, id, role, content, metadata, external_id, created_at"
 ADD_ASSISTANT = f"INSERT INTO assistants ({ASSISTANT_COLUMNS}) VALUES (?, ?, ?, ?, ?)"
-ADD_THREAD = f"INSERT INTO threads ({THREAD_COLUMNS}) VALUES ({', '.join('?' * 14)})"
+ADD_THREAD = f"INSERT INTO threads ({THREAD_COLUMNS}) VALUES ({', '.join('?' * 16)})"
 ADD_MESSAGE = f"INSERT INTO messages ({MESSAGE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)"
 SEEN_MESSAGE = f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE thread_id = ? AND external_id = ?"
 # Spelled exactly as in the partial index `threads_pending`, or the index is not used.
-PENDING = "last_user_id > settled"
+PENDING = "(last_user_id > settled OR awaiting_place = 1)"
 RELEASED = "lease_owner = NULL, lease_until = NULL"
 OWNED = "WHERE id = ? AND lease_owner = ?"
 M = TypeVar("M", bound=BaseModel)
@@ -61,6 +62,7 @@ def _thread_values(t: ChatCompletionThread) -> tuple[Any, ...]:
         *(t.id, t.assistant_id, t.chat_completion_model, json.dumps(t.metadata), t.external_key),
         *(t.created_at, t.last_activity or t.created_at, t.message_count, t.last_user_id),
         *(t.hwm, t.settled, t.last_error, t.reply_upto, t.reply_ref),
+        *(int(t.awaiting_place), t.failure_ref),
     )
 
 
@@ -158,9 +160,10 @@ class Store:
                 raise Conflict(f"a thread already exists for {thread.external_key or thread.id}")
             if first is not None:
                 await self._append(db, thread.id, "user", first)
+            if first is not None or thread.awaiting_place:
                 await self._announce_work(db, thread.id)
             stored = await self._get_thread(db, thread.id)
-        if first is not None:
+        if first is not None or thread.awaiting_place:
             self.notify_work()
         return stored
 
@@ -347,7 +350,7 @@ class Store:
         async with self.dialect.transaction() as db:
             await self._owned(
                 db,
-                f"{settle}, reply_upto = NULL, reply_ref = NULL, {RELEASED}",
+                f"{settle}, failure_ref = NULL, reply_upto = NULL, reply_ref = NULL, {RELEASED}",
                 *(upto, upto, thread_id, owner),
             )
             answer = NewMessage(content=content, metadata=metadata or {})
@@ -356,16 +359,50 @@ class Store:
         self.notify_work()
         return message
 
-    async def record_failure(self, thread_id: str, owner: str, upto: int, error: str) -> None:
-        """Settle the thread up to `upto` without an answer, keeping `error`; release the lease."""
+    async def record_failure(
+        self, thread_id: str, owner: str, upto: int, error: str, shown: str | None = None
+    ) -> None:
+        """Settle the thread up to `upto` without an answer, keeping `error` and where the
+        sink showed it (`shown`, if it did); release the lease."""
         settle = f"settled = {self.dialect.greatest}(settled, ?), last_error = ?"
         async with self.dialect.connection() as db:
             await self._owned(
                 db,
-                f"{settle}, reply_upto = NULL, reply_ref = NULL, {RELEASED}",
-                *(upto, error, thread_id, owner),
+                f"{settle}, failure_ref = coalesce(?, failure_ref), "
+                f"reply_upto = NULL, reply_ref = NULL, {RELEASED}",
+                *(upto, error, shown, thread_id, owner),
             )
         self.notify_work()
+
+    async def place_thread(
+        self, thread_id: str, owner: str, metadata: dict[str, str], external_key: str | None
+    ) -> ChatCompletionThread:
+        """Record the place the sink gave a thread `awaiting_place` (the lease stays).
+
+        Raises LeaseLost when the lease is no longer ours, Conflict for a taken key.
+        """
+        placed = "metadata = ?, external_key = ?, awaiting_place = 0, reply_upto = NULL"
+        async with self.dialect.transaction() as db:
+            if external_key and await db.fetchval(
+                "SELECT 1 FROM threads WHERE external_key = ?", external_key
+            ):
+                raise Conflict(f"a thread already exists for {external_key}")
+            await self._owned(
+                db,
+                f"{placed}, reply_ref = NULL",
+                *(json.dumps(metadata), external_key, thread_id, owner),
+            )
+            return await self._get_thread(db, thread_id)
+
+    async def abandon_place(self, thread_id: str, owner: str, upto: int, error: str) -> None:
+        """The sink cannot place the thread anywhere: settle it with `error`, unplaced."""
+        settle = f"settled = {self.dialect.greatest}(settled, ?), last_error = ?"
+        async with self.dialect.connection() as db:
+            await self._owned(
+                db,
+                f"{settle}, awaiting_place = 0, reply_upto = NULL, reply_ref = NULL, {RELEASED}",
+                *(upto, error, thread_id, owner),
+            )
 
     async def retry(self, thread_id: str) -> bool:
         """Make a failed thread pending again; False when no question of it failed."""
