@@ -8,9 +8,11 @@ import re
 import signal
 import time
 import urllib.request
+from typing import Any
 
 import pytest
 
+from bot.formatting import ANSWERED
 from fakes.openai_server import FakeOpenAI, Fault
 from fakes.slack_server import BOT_ID, BOT_USER, TEAM, FakeSlack
 from tests.harness import Bot, Lines
@@ -248,6 +250,37 @@ def test_openai_failure_ends_in_a_retry_button_that_works(
     [answer] = wait_answers(fake_slack, CLASS, root, 1)
     assert answer["text"] == "An answer to: How did the universe begin?"
     assert any(r.get("text") == "Asking again…" for r in fake_slack.responses)
+
+    tidied = fake_slack.wait_until(lambda: button_gone(fake_slack, error["ts"]))
+    assert tidied["text"] == ANSWERED
+    fake_slack.click(STUDENT, CLASS, error["ts"], "tutor_retry", button["value"])  # an old one
+    fake_slack.wait_until(
+        lambda: any("answered already" in r.get("text", "") for r in fake_slack.responses)
+    )
+    assert len(fake_openai.requests) == 3  # two failed tries, one answer: nothing asked again
+
+
+def test_a_failed_question_answered_by_a_follow_up_loses_its_button(
+    bot: Bot, fake_slack: FakeSlack, fake_openai: FakeOpenAI
+) -> None:
+    fake_openai.add_faults(Fault(status=500))
+    bot.start(TUTOR_RETRY_ATTEMPTS="1")
+    root = ask(fake_slack, "How did the universe begin?")
+    error = fake_slack.wait_until(
+        lambda: [m for m in fake_slack.replies(CLASS, root) if m.get("blocks")]
+    )[0]
+    fake_slack.user_says(STUDENT, CLASS, "and then?", thread_ts=root)
+    [answer] = wait_answers(fake_slack, CLASS, root, 1)
+    assert answer["text"] == "An answer to: and then?"
+    assert user_turns(fake_openai.requests[-1].body) == ["How did the universe begin?", "and then?"]
+    assert fake_slack.wait_until(lambda: button_gone(fake_slack, error["ts"]))
+
+
+def button_gone(fake_slack: FakeSlack, ts: str) -> dict[str, Any] | None:
+    """The message at `ts` once it has no Retry button (None while it has)."""
+    [message] = [m for m in fake_slack.messages(CLASS) if m["ts"] == ts]
+    actions = [b for b in message.get("blocks", []) if b["type"] == "actions"]
+    return None if actions else message
 
 
 def test_whole_message_when_streaming_is_refused(bot: Bot, fake_slack: FakeSlack) -> None:
