@@ -16,6 +16,9 @@ class BotSettings(Settings):
     tutor_admins: str = ""
     tutor_catchup_hours: float = Field(24.0, ge=0)
     tutor_replicas: int = Field(1, ge=1, description="processes sharing Slack's rate limits")
+    tutor_posts_per_second: float = Field(
+        1.0, gt=0, description="Slack's chat.postMessage limit per channel (tests raise it)"
+    )
 
     @field_validator("slack_api_url")
     @classmethod

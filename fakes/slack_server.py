@@ -112,6 +112,7 @@ class FakeSlack:
     specs: dict[str, dict[str, Any]] = field(default_factory=load_specs)
     enforce_tiers: bool = False
     refuse_status: bool = False
+    posts_per_second: float = 1.0  # chat.postMessage per channel, with tiers enforced
     stream_lifetime: float | None = None  # Slack ends a stream this many seconds after its start
     users: dict[str, dict[str, Any]] = field(default_factory=dict)
     channels: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
@@ -507,7 +508,9 @@ class FakeSlack:
             now = time.monotonic()
             if method == "chat.postMessage":
                 key = (method, str(args.get("channel")))
-                bucket = self._buckets.setdefault(key, Bucket(POST_PER_CHANNEL_BURST, 1.0))
+                bucket = self._buckets.setdefault(
+                    key, Bucket(POST_PER_CHANNEL_BURST, self.posts_per_second)
+                )
             else:
                 per_minute = PER_MINUTE.get(self.specs[method].get("rate_limits", ""))
                 if per_minute is None:
@@ -763,9 +766,7 @@ class FakeSlack:
             return oldest < ts < latest or (inclusive and ts in (oldest, latest))
 
         top = [
-            m
-            for m in messages
-            if m.get("thread_ts", m["ts"]) == m["ts"] and within(float(m["ts"]))
+            m for m in messages if m.get("thread_ts", m["ts"]) == m["ts"] and within(float(m["ts"]))
         ]
         top.sort(key=lambda m: float(m["ts"]), reverse=True)
         page = top[start : start + limit]

@@ -5,7 +5,7 @@ An answer is delivered in three steps so that a sink posting elsewhere can be ex
 is sent), the `Reply` receives the streamed text and the final text, and only then does the
 looper commit the answer together with the thread's high-water mark. A looper that restarts
 after a crash opens the same `ref` again and completes or replaces it. A reply whose place
-changes while it delivers (a Slack stream that Slack ended, say) records its new `ref` with
+changes while it delivers (a stream its front end ended early, say) records its new `ref` with
 `Job.reserve` before it sends text there.
 
 A thread stored before it had a place (`awaiting_place`) is placed first, the same way:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -112,6 +113,67 @@ def test_three_replicas_answer_every_question_once_in_order_when_one_dies(
         posted = [m for m in fake_slack.replies(channel, root) if m.get("bot_id") == BOT_ID]
         assert posted == answers(fake_slack, channel, root)  # no strays, nothing streaming
         assert [m["metadata"]["event_payload"]["answers"] for m in posted] == covered
+
+
+def test_fifty_asks_in_one_channel_survive_a_killed_replica(
+    bot_env: Cli, fake_slack: FakeSlack, fake_openai: FakeOpenAI, tmp_path: Path
+) -> None:
+    """50 /tutor ask at once in one channel, Slack's tiers enforced (its per-channel posting
+    limit raised tenfold, for both, to keep the test short), one of three replicas SIGKILLed
+    after 4 s with acknowledged asks whose roots it had not posted; then 3 follow-ups per
+    thread: every ask has one root and four answers in order."""
+    url = new_store_url("postgres", tmp_path)
+    fake_slack.enforce_tiers = True
+    fake_slack.posts_per_second = 10
+    fake_openai.chunks = 8
+    fake_openai.chunk_delay = 0.05
+    bots = [
+        Bot(bot_env, fake_slack).start(
+            TUTOR_DATABASE_URL=url,
+            TUTOR_LEASE_SECONDS=LEASE,
+            TUTOR_REPLICAS="3",
+            TUTOR_POSTS_PER_SECOND="10",
+        )
+        for _ in range(3)
+    ]
+    try:
+        asked = [
+            fake_slack.slash(STUDENT, ONE_CHANNEL, f"ask question 1 of {n}") for n in range(50)
+        ]
+        started = time.monotonic()
+        for envelope_id in asked:
+            assert fake_slack.wait_ack(envelope_id) == {}  # acknowledged: stored
+        fake_slack.wait_until(lambda: time.monotonic() - started > 4 or None, timeout=10)
+        bots[0].kill()
+        wait_quiet(url, 50)
+        posted = [m for m in fake_slack.messages(ONE_CHANNEL) if root_of(m) is not None]
+        roots = {root_of(m): m["ts"] for m in posted}
+        assert len(roots) == len(posted) == 50  # one root for each ask
+        for number in (2, 3, 4):
+            for n in range(50):
+                text = f"question {number} of {n}"
+                fake_slack.user_says(STUDENT, ONE_CHANNEL, text, thread_ts=roots[n])
+            wait_quiet(url, 50 * number)
+    finally:
+        for bot in bots:
+            if bot.process and bot.process.poll() is None:
+                bot.stop()
+    assert not [c for c in fake_slack.calls if c.status == 429]
+    for n, root in roots.items():
+        texts = [m["text"] for m in answers(fake_slack, ONE_CHANNEL, root)]
+        assert texts == [f"An answer to: question {q} of {n}" for q in (1, 2, 3, 4)]
+        posted = [m for m in fake_slack.replies(ONE_CHANNEL, root) if m.get("bot_id") == BOT_ID]
+        assert len(posted) == 4
+
+
+ONE_CHANNEL = "C0CROWDED1"
+
+
+def root_of(message: dict[str, Any]) -> int | None:
+    """Which of the 50 asks a root message is for."""
+    if (message.get("metadata") or {}).get("event_type") != "tutor_thread":
+        return None
+    return int(message["text"].rsplit(" of ", 1)[1])
 
 
 def test_lease_of_a_dead_replica_is_finished_by_another_in_the_same_message(
