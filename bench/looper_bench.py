@@ -24,7 +24,7 @@ from looper.completion import Completer, make_clients
 from looper.core import Tutor
 from looper.loop import Looper
 from looper.models import ChatCompletionPhysicsTutor, utcnow
-from looper.sinks import Job
+from looper.sinks import Job, Placed
 from looper.store import open_store
 
 
@@ -41,6 +41,9 @@ class CountingSink:
     async def open(self, job: Job) -> CountingSink:
         return self
 
+    async def place(self, job: Job) -> Placed:
+        return Placed.where_it_is(job.thread)
+
     async def append(self, delta: str) -> None:
         pass
 
@@ -51,9 +54,10 @@ class CountingSink:
         self._count()
         return {}
 
-    async def fail(self, error: str) -> None:
+    async def fail(self, error: str) -> str | None:
         self.failed += 1
         self._count()
+        return None
 
     def _count(self) -> None:
         self.finished += 1

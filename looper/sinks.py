@@ -36,6 +36,11 @@ class Placed:
     metadata: dict[str, str]
     external_key: str | None
 
+    @classmethod
+    def where_it_is(cls, thread: ChatCompletionThread) -> Placed:
+        """For a thread whose sink needs no place made (the console)."""
+        return cls(thread.metadata, thread.external_key)
+
 
 async def _keep_nothing(ref: str | None) -> None:
     pass
@@ -127,5 +132,4 @@ class ConsoleSink:
         return ConsoleReply(job, self.out, self.err)
 
     async def place(self, job: Job) -> Placed:
-        """A thread on the console is where it is."""
-        return Placed(job.thread.metadata, job.thread.external_key)
+        return Placed.where_it_is(job.thread)
