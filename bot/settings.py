@@ -16,6 +16,7 @@ class BotSettings(Settings):
     tutor_admins: str = ""
     tutor_catchup_hours: float = Field(24.0, ge=0)
     tutor_replicas: int = Field(1, ge=1, description="processes sharing Slack's rate limits")
+    tutor_http_port: int = Field(0, ge=0, le=65535, description="/healthz and /metrics; 0: off")
 
     @field_validator("slack_api_url")
     @classmethod
