@@ -424,7 +424,7 @@ class Store:
         """How many threads wait for an answer (being answered or not), and when the oldest
         question not answered yet was stored."""
         rows = await self._fetch(
-            "SELECT count(*) AS threads, min(asked) AS oldest_question FROM ("
+            "SELECT count(asked) AS threads, min(asked) AS oldest_question FROM ("
             "SELECT (SELECT min(m.created_at) FROM messages m WHERE m.thread_id = t.id "
             "AND m.role = 'user' AND m.id > t.settled) AS asked "
             f"FROM threads t WHERE {PENDING}) pending"
