@@ -20,6 +20,7 @@ from bot.catchup import catch_up
 from bot.commands import ROUTES, TutorCommands
 from bot.events import EventHandlers
 from bot.formatting import RETRY_ACTION
+from bot.health import HealthServer
 from bot.middleware import AckFirst, ParseCommand
 from bot.pacing import Pacer
 from bot.settings import BotSettings
@@ -109,6 +110,8 @@ async def serve(settings: BotSettings, store: Store, openai_key: str) -> None:
 async def serve_with(
     settings: BotSettings, store: Store, openai_key: str, session: aiohttp.ClientSession
 ) -> None:
+    health = HealthServer(store)
+    await health.start(settings.tutor_http_port)  # first: a taken port stops here, in one line
     tutor = Tutor(store, settings.tutor_model)
     api = SlackApi(
         make_client(settings.slack_bot_token, settings.slack_api_url, session),
@@ -118,6 +121,7 @@ async def serve_with(
     looper = Looper.from_settings(settings, store, openai_key, SlackSink(api))
     looper.grace_seconds = SHUTDOWN_GRACE
     socket = TutorSocketHandler(app, events_app, settings.slack_app_token)
+    health.socket = socket.client
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -137,3 +141,4 @@ async def serve_with(
     await answering
     with contextlib.suppress(asyncio.CancelledError):
         await catching_up
+    await health.stop()

@@ -19,6 +19,7 @@ class BotSettings(Settings):
     tutor_posts_per_second: float = Field(
         1.0, gt=0, description="Slack's chat.postMessage limit per channel (tests raise it)"
     )
+    tutor_http_port: int = Field(0, ge=0, le=65535, description="/healthz and /metrics; 0: off")
 
     @field_validator("slack_api_url")
     @classmethod

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
+from prometheus_client import Counter
 from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_async_handlers import AsyncConnectionErrorRetryHandler
 from slack_sdk.web.async_client import AsyncWebClient
@@ -18,6 +19,11 @@ from bot.pacing import Pacer
 
 log = logging.getLogger(__name__)
 ATTEMPTS = 4
+RATE_LIMITED = Counter(
+    "tutor_slack_rate_limited",
+    "Slack Web API calls answered 429 (then waited out, or skipped when optional)",
+    ["method"],
+)
 
 
 def make_client(
@@ -122,7 +128,12 @@ class SlackApi:
 
     async def _send(self, method: str, args: dict[str, Any]) -> AsyncSlackResponse:
         function = getattr(self.client, method.replace(".", "_"))
-        response: AsyncSlackResponse = await function(**args)
+        try:
+            response: AsyncSlackResponse = await function(**args)
+        except SlackApiError as exc:
+            if exc.response.status_code == 429:
+                RATE_LIMITED.labels(method).inc()
+            raise
         return response
 
     @staticmethod

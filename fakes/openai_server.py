@@ -239,6 +239,8 @@ class FakeOpenAI:
             await response.write(sse(chunk(body, {"content": piece}, None)))
             self._sent_chunk(recorded)
         await response.write(sse(chunk(body, {}, "stop")))
+        if (body.get("stream_options") or {}).get("include_usage"):
+            await response.write(sse(usage_chunk(body, len(pieces))))
         await response.write(b"data: [DONE]\n\n")
         await response.write_eof()
         return response
@@ -290,6 +292,14 @@ def chunk(body: dict[str, Any], delta: dict[str, str], finish: str | None) -> di
         "model": body.get("model", ""),
         "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
     }
+
+
+def usage_chunk(body: dict[str, Any], pieces: int) -> dict[str, Any]:
+    """The last chunk OpenAI streams when asked to `include_usage`: no choices, the usage.
+    A word counts as a prompt token here, a streamed piece as a completion token."""
+    words = sum(len((m.get("content") or "").split()) for m in body.get("messages", []))
+    usage = {"prompt_tokens": words, "completion_tokens": pieces, "total_tokens": words + pieces}
+    return {**chunk(body, {}, None), "choices": [], "usage": usage}
 
 
 def completion(body: dict[str, Any], text: str) -> dict[str, Any]:

@@ -371,6 +371,11 @@ class FakeSlack:
     def wait_connected(self, count: int = 1, timeout: float = 15.0) -> None:
         self.wait_until(lambda: len(self._sockets) >= count, timeout)
 
+    def drop_connections(self) -> None:
+        """Close every app connection from Slack's side (the apps then reconnect)."""
+        assert self._loop is not None
+        asyncio.run_coroutine_threadsafe(self.disconnect_all(), self._loop).result(5)
+
     # ---- Socket Mode
     async def _send(self, body: dict[str, Any]) -> None:
         await self._some_socket().wait()  # Slack queues envelopes until an app connects

@@ -9,6 +9,7 @@ from typing import Any, Protocol, cast
 
 import openai
 
+from looper import metrics
 from looper.context import Chat, ContextTooLarge, drop_older_half, fit
 from looper.tokens import TokenCounter, context_window
 
@@ -148,6 +149,7 @@ class Completer:
                         "Your message is too long for the model's context window."
                     ) from exc
                 chat = shorter
+                metrics.OPENAI_RETRIES.labels("context").inc()
             except openai.APIError as exc:
                 if not is_transient(exc):
                     raise CompletionFailed(explain(exc, model)) from exc
@@ -157,6 +159,7 @@ class Completer:
                         f"OpenAI did not answer after {failures} tries ({describe(exc)}). "
                         "Your question is saved: retry in a moment."
                     ) from exc
+                metrics.OPENAI_RETRIES.labels("transient").inc()
                 await asyncio.sleep(self.backoff(failures, exc))
             await target.restart()
 
@@ -173,11 +176,14 @@ class Completer:
             messages=cast(Any, chat),
             stream=True,
             max_completion_tokens=self.max_completion_tokens,
+            stream_options={"include_usage": True},
         )
         parts: list[str] = []
         finish: str | None = None
         async with stream:
             async for chunk in stream:
+                if chunk.usage:  # the last chunk, without choices
+                    metrics.tokens_used(model, chunk.usage)
                 if not chunk.choices:
                     continue
                 choice = chunk.choices[0]

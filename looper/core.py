@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from looper import metrics
 from looper.models import (
     BaseAssistant,
     ChatCompletionPhysicsTutor,
@@ -101,7 +102,10 @@ class Tutor:
         )
         if thread_id:
             thread.id = thread_id
-        return await self.store.add_thread(thread, first)
+        stored = await self.store.add_thread(thread, first)
+        if first is not None:
+            metrics.QUESTIONS.inc()
+        return stored
 
     async def ask(
         self,
@@ -114,7 +118,9 @@ class Tutor:
         if not content.strip():
             raise InvalidInput("the question is empty")
         thread = await self.thread(thread_id)
-        message, _ = await self.store.add_user_message(thread.id, content, metadata, external_id)
+        message, new = await self.store.add_user_message(thread.id, content, metadata, external_id)
+        if new:
+            metrics.QUESTIONS.inc()
         return message
 
     async def messages(self, thread_id: str | None = None) -> list[Message]:

@@ -10,6 +10,7 @@ import secrets
 import socket
 from dataclasses import replace
 
+from looper import metrics
 from looper.completion import Completer, CompletionFailed, make_clients
 from looper.context import to_chat
 from looper.models import BaseAssistant, Claim
@@ -154,6 +155,7 @@ class Looper:
                 await self.store.record_failure(
                     thread_id, self.owner, claim.thread.last_user_id, f"Something broke: {exc}"
                 )
+                metrics.FAILURES.inc()
         finally:
             keeper.cancel()
 
@@ -175,11 +177,13 @@ class Looper:
         except CompletionFailed as failure:
             shown = await reply.fail(str(failure))
             await self.store.record_failure(thread.id, self.owner, job.upto, str(failure), shown)
+            metrics.FAILURES.inc()
             return
         delivered = await reply.finish(text)
         await self.store.commit_answer(
             thread.id, self.owner, job.upto, text, {**delivered, "answers": str(job.upto)}
         )
+        metrics.answer_committed(job.messages, job.upto)
 
     async def _job(self, claim: Claim) -> Job:
         thread = claim.thread
@@ -201,6 +205,7 @@ class Looper:
             placed = await self.sink.place(job)
         except PlaceRefused as refused:
             await self.store.abandon_place(thread.id, self.owner, job.upto, str(refused))
+            metrics.FAILURES.inc()
             return None
         except Exception as exc:  # the lease runs out, and the thread is tried again then
             log.warning("could not place %s yet (%s); trying again later", thread.id, exc)

@@ -120,6 +120,14 @@ class Snapshot(BaseModel):
     messages: list[StoredMessage] = Field(default_factory=list)
 
 
+class PendingSummary(BaseModel):
+    """How many threads wait for an answer, and when the oldest question among them was
+    asked (None when none waits)."""
+
+    threads: int
+    oldest_question: datetime | None = None
+
+
 class Claim(BaseModel):
     """A pending thread leased to one looper until `lease_until` (seconds since the epoch),
     with its messages as they were when it was claimed."""

@@ -20,6 +20,7 @@ from looper.models import (
     Claim,
     Message,
     NewMessage,
+    PendingSummary,
     Snapshot,
     StoredMessage,
     utcnow,
@@ -418,6 +419,17 @@ class Store:
             await self._announce_work(db, thread_id)
         self.notify_work()
         return True
+
+    async def pending_summary(self) -> PendingSummary:
+        """How many threads wait for an answer (being answered or not), and when the oldest
+        question not answered yet was stored."""
+        rows = await self._fetch(
+            "SELECT count(asked) AS threads, min(asked) AS oldest_question FROM ("
+            "SELECT (SELECT min(m.created_at) FROM messages m WHERE m.thread_id = t.id "
+            "AND m.role = 'user' AND m.id > t.settled) AS asked "
+            f"FROM threads t WHERE {PENDING}) pending"
+        )
+        return PendingSummary.model_validate(rows[0])
 
     async def lease_owners(self) -> list[str]:
         """Owners holding unexpired leases (so a restarted looper can spot dead ones)."""
