@@ -51,7 +51,8 @@ class Pacer:
     """
 
     def __init__(self, replicas: int = 1, posts_per_second: float = POSTS_PER_SECOND) -> None:
-        self.share = MARGIN / max(1, replicas)
+        self.replicas = max(1, replicas)
+        self.share = MARGIN / self.replicas
         self.posts_per_second = posts_per_second
         self.buckets: dict[tuple[str, str], Bucket] = {}
         self.blocked_until: dict[tuple[str, str], float] = {}
@@ -65,7 +66,7 @@ class Pacer:
         capacity: float
         per_second: float
         if method == "chat.postMessage":
-            capacity, per_second = POST_BURST * self.share, self.posts_per_second * self.share
+            capacity, per_second = POST_BURST / self.replicas, self.posts_per_second * self.share
         elif method in METHOD_TIERS:
             per_minute = TIERS[METHOD_TIERS[method]]
             capacity, per_second = per_minute * self.share, per_minute * self.share / 60

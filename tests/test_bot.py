@@ -121,8 +121,11 @@ def test_admin_commands_and_usage(bot: Bot, fake_slack: FakeSlack, fake_openai: 
         "role": "system",
         "content": "Answer in rhyme.",
     }
-    ephemeral(fake_slack, ADMIN, "thread add Poet Laureate")
-    [started] = [m for m in fake_slack.messages(CLASS) if "New conversation" in m["text"]]
+    said = ephemeral(fake_slack, ADMIN, "thread add Poet Laureate")  # in the ack: stored
+    assert said.startswith("Started `thread_") and "*Poet Laureate*" in said
+    [started] = fake_slack.wait_until(
+        lambda: [m for m in fake_slack.messages(CLASS) if "New conversation" in m["text"]]
+    )
     assert started["metadata"]["event_type"] == "tutor_thread"
     fake_slack.user_says(STUDENT, CLASS, "a question under it", thread_ts=started["ts"])
     assert wait_answers(fake_slack, CLASS, started["ts"], 1)[0]["text"].endswith("under it")

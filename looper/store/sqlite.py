@@ -73,6 +73,8 @@ class SQLite(Dialect):
         directory = os.path.dirname(self.path)
         if self.path != ":memory:" and directory and not os.path.isdir(directory):
             raise StoreError(f"cannot open the database {self.path!r}: no directory {directory!r}")
+        if os.path.isdir(self.path):  # found before aiosqlite's thread trips over it
+            raise StoreError(f"cannot open the database {self.path!r}: it is a folder")
         self._db: aiosqlite.Connection | None = None
         self._turn = asyncio.Lock()
 
