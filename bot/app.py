@@ -76,11 +76,16 @@ async def check_tokens(settings: BotSettings) -> None:
 
 
 def build_apps(tutor: Tutor, api: SlackApi, settings: BotSettings) -> tuple[AsyncApp, AsyncApp]:
-    """The app for commands and clicks (acknowledged first) and the app for events
-    (acknowledged once stored); see `TutorSocketHandler`."""
+    """The app for commands and clicks and the app for events (acknowledged once stored);
+    see `TutorSocketHandler`.
+
+    Commands and clicks are processed before Bolt answers Slack (no polling for the ack):
+    `AckFirst` has acknowledged whatever needs no store write and its listener hands the work
+    to a background task; a command that stores first acknowledges once stored.
+    """
     events = EventHandlers(tutor, api)
     commands = TutorCommands(tutor, api, Admins(api, settings.admins))
-    app = AsyncApp(client=api.client, name="tutor")
+    app = AsyncApp(client=api.client, name="tutor", process_before_response=True)
     app.use(ParseCommand(ROUTES))
     app.use(AckFirst())
     app.command("/tutor")(commands.run)

@@ -20,6 +20,7 @@ from slack_bolt.context.async_context import AsyncBoltContext
 from slack_sdk.errors import SlackApiError
 
 from bot.admins import Admins
+from bot.background import Background
 from bot.formatting import NOT_IN_CHANNEL, permalink_fallback
 from bot.middleware import INVOCATION
 from bot.places import USER, ChannelRequest, SlackThread, channel_place
@@ -72,16 +73,31 @@ class TutorCommands:
         self.tutor = tutor
         self.api = api
         self.admins = admins
+        self.later = Background()
 
     async def run(
         self, command: dict[str, Any], ack: AsyncAck, respond: Any, context: AsyncBoltContext
     ) -> None:
-        """The subcommand's work, after `AckFirst` acknowledged it (or, for a route that
-        stores first, acknowledged here once its work is stored)."""
+        """A route that stores first runs now and acknowledges once stored; every other one
+        was acknowledged by `AckFirst` and runs in the background, after Slack hears back."""
         invocation: Invocation = context[INVOCATION]
-        if invocation.route is None or invocation.reply:
+        route = invocation.route
+        if route is None or invocation.reply:
             return  # the ack said all there was to say
-        call = Command(
+        call = self._command(command, invocation, respond, ack)
+        if not route.stores_first:
+            self.later.start(self._run(route, call))
+            return
+        try:
+            await self._run(route, call)
+        finally:
+            await call.acknowledge()
+
+    @staticmethod
+    def _command(
+        command: dict[str, Any], invocation: Invocation, respond: Any, ack: AsyncAck | None = None
+    ) -> Command:
+        return Command(
             user=command.get("user_id", ""),
             team=command.get("team_id", ""),
             channel=command.get("channel_id", ""),
@@ -90,10 +106,6 @@ class TutorCommands:
             response_url=command.get("response_url", ""),
             ack=ack,
         )
-        try:
-            await self._run(invocation.route, call)
-        finally:
-            await call.acknowledge()
 
     async def _run(self, route: Route, call: Command) -> None:
         try:

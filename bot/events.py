@@ -13,6 +13,7 @@ from typing import Any
 
 from slack_sdk.errors import SlackApiError
 
+from bot.background import Background
 from bot.formatting import ANSWERED, answered_blocks
 from bot.places import SlackThread, asker, channel_place
 from bot.status import show_thinking
@@ -45,6 +46,7 @@ class EventHandlers:
     def __init__(self, tutor: Tutor, api: SlackApi) -> None:
         self.tutor = tutor
         self.api = api
+        self.later = Background()
 
     async def on_message(self, event: dict[str, Any], context: dict[str, Any]) -> None:
         """A reply in a tutor thread is a question; in a DM every message is one."""
@@ -98,6 +100,10 @@ class EventHandlers:
             await self._ask_in_thread(event, root)
 
     async def on_retry(self, body: dict[str, Any], respond: Any) -> None:
+        """A click, acknowledged already: handled after Slack hears back."""
+        self.later.start(self._retry(body, respond))
+
+    async def _retry(self, body: dict[str, Any], respond: Any) -> None:
         """The Retry button under an error reply asks the thread's question again; on a
         question answered meanwhile, it says so and the button goes."""
         thread_id = (body.get("actions") or [{}])[0].get("value", "")

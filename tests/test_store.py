@@ -304,6 +304,33 @@ async def test_thread_with_its_first_question_in_one_step(store: Store) -> None:
     assert (message.content, message.metadata) == ("hi", {"slack_user": "U1"})
 
 
+async def test_threads_added_at_once_each_get_their_own_answer(store: Store) -> None:
+    """Added together (one transaction), a taken key and an unknown assistant fail alone."""
+    assistant = await store.add_assistant(ChatCompletionPhysicsTutor())
+
+    def thread(key: str | None = None, assistant_id: str = assistant.id) -> ChatCompletionThread:
+        return ChatCompletionThread(
+            assistant_id=assistant_id, chat_completion_model="m", external_key=key
+        )
+
+    await store.add_thread(thread("taken"))
+    wanted = [thread(), thread("taken"), thread(assistant_id="asst_nope"), thread("free")]
+    results = await asyncio.gather(
+        *(store.add_thread(t, NewMessage(content=f"q{n}")) for n, t in enumerate(wanted)),
+        return_exceptions=True,
+    )
+    assert [type(r).__name__ for r in results] == [
+        "ChatCompletionThread",
+        "Conflict",
+        "NotFound",
+        "ChatCompletionThread",
+    ]
+    for n in (0, 3):
+        [question] = await store.list_messages(wanted[n].id)
+        assert (question.id, question.content) == (1, f"q{n}")
+    assert len(await store.claim_pending("looper-a", 10, 30)) == 2
+
+
 async def test_threads_active_since(store: Store) -> None:
     quiet = await physics_thread(store)
     active = await physics_thread(store)

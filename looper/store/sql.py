@@ -25,6 +25,7 @@ from looper.models import (
     StoredMessage,
     utcnow,
 )
+from looper.store.batch import GroupCommit
 from looper.store.dialect import Connection, Dialect, Row
 from looper.store.errors import Conflict, LeaseLost, NotFound
 from looper.store.migrations import SCHEMA_VERSION, migrate
@@ -46,6 +47,7 @@ RELEASED = "lease_owner = NULL, lease_until = NULL"
 OWNED = "WHERE id = ? AND lease_owner = ?"
 M = TypeVar("M", bound=BaseModel)
 Role = Literal["user", "assistant"]
+NewThread = tuple[ChatCompletionThread, NewMessage | None]
 BATCH = 500  # ids per IN (…) list, well under every database's limit on parameters
 
 
@@ -67,6 +69,29 @@ def _thread_values(t: ChatCompletionThread) -> tuple[Any, ...]:
     )
 
 
+def _started(
+    thread: ChatCompletionThread, first: NewMessage | None, now: datetime
+) -> ChatCompletionThread:
+    """The row of a new thread: with its first question (message 1) when it has one."""
+    asked = 1 if first is not None else 0
+    return thread.model_copy(
+        update={"message_count": asked, "last_user_id": asked, "last_activity": now}
+    )
+
+
+def _first_values(thread: ChatCompletionThread, first: NewMessage) -> tuple[Any, ...]:
+    """Message 1 of a new thread."""
+    message = Message(
+        id=1,
+        thread_id=thread.id,
+        role="user",
+        content=first.content,
+        created_at=thread.last_activity or thread.created_at,
+        metadata=first.metadata,
+    )
+    return _message_values(message, first.external_id)
+
+
 def _message_values(m: Message, external_id: str | None) -> tuple[Any, ...]:
     metadata = json.dumps(m.metadata)
     return (m.thread_id, m.id, m.role, m.content, metadata, external_id, m.created_at)
@@ -78,6 +103,7 @@ class Store:
     def __init__(self, dialect: Dialect) -> None:
         self.dialect = dialect
         self._work = asyncio.Event()
+        self._new_threads = GroupCommit(self._add_threads)
 
     async def open(self) -> None:
         """Connect and bring the schema up to date."""
@@ -149,24 +175,54 @@ class Store:
     async def add_thread(
         self, thread: ChatCompletionThread, first: NewMessage | None = None
     ) -> ChatCompletionThread:
-        """Add a thread, with its first user message in the same transaction.
+        """Add a thread, with its first user message in the same transaction (threads added
+        at the same moment share one; see `GroupCommit`).
 
         Raises NotFound for an unknown assistant, Conflict for a taken external key or id.
         """
-        values = _thread_values(thread)
+        return await self._new_threads.add((thread, first))
+
+    async def _add_threads(self, batch: list[NewThread]) -> list[ChatCompletionThread | Exception]:
+        now = utcnow()
+        started = [(_started(thread, first, now), first) for thread, first in batch]
+        results: list[ChatCompletionThread | Exception] = []
+        keyless: list[ChatCompletionThread] = []
         async with self.dialect.transaction() as db:
-            await self._require_assistant(db, thread.assistant_id)
-            added = await db.fetch(f"{ADD_THREAD} ON CONFLICT DO NOTHING RETURNING id", *values)
-            if not added:  # the key (or the id) is taken
-                raise Conflict(f"a thread already exists for {thread.external_key or thread.id}")
-            if first is not None:
-                await self._append(db, thread.id, "user", first)
-            if first is not None or thread.awaiting_place:
-                await self._announce_work(db, thread.id)
-            stored = await self._get_thread(db, thread.id)
-        if first is not None or thread.awaiting_place:
+            known = await self._known_assistants(db, {t.assistant_id for t, _ in started})
+            for thread, _ in started:
+                if thread.assistant_id not in known:
+                    results.append(NotFound(f"no assistant {thread.assistant_id!r}"))
+                elif thread.external_key is None:
+                    keyless.append(thread)
+                    results.append(thread)
+                else:
+                    results.append(await self._insert_keyed(db, thread))
+            # Fresh random ids: rows without a key go in together (a clash fails the batch).
+            await db.executemany(ADD_THREAD, map(_thread_values, keyless))
+            added = [(t, f) for (t, f), r in zip(started, results, strict=True) if r is t]
+            await db.executemany(ADD_MESSAGE, [_first_values(t, f) for t, f in added if f])
+            if any(t.pending or t.awaiting_place for t, _ in added):
+                await self._announce_work(db, "threads")
+        if any(t.pending or t.awaiting_place for t, _ in added):
             self.notify_work()
-        return stored
+        return results
+
+    @staticmethod
+    async def _known_assistants(db: Connection, ids: set[str]) -> set[str]:
+        marks = ", ".join("?" * len(ids))
+        rows = await db.fetch(f"SELECT id FROM assistants WHERE id IN ({marks})", *ids)
+        return {row["id"] for row in rows}
+
+    @staticmethod
+    async def _insert_keyed(
+        db: Connection, thread: ChatCompletionThread
+    ) -> ChatCompletionThread | Exception:
+        added = await db.fetch(
+            f"{ADD_THREAD} ON CONFLICT DO NOTHING RETURNING id", *_thread_values(thread)
+        )
+        if not added:  # the key (or the id) is taken
+            return Conflict(f"a thread already exists for {thread.external_key or thread.id}")
+        return thread
 
     @staticmethod
     async def _get_thread(db: Connection, thread_id: str) -> ChatCompletionThread:
@@ -380,20 +436,17 @@ class Store:
     ) -> ChatCompletionThread:
         """Record the place the sink gave a thread `awaiting_place` (the lease stays).
 
-        Raises LeaseLost when the lease is no longer ours, Conflict for a taken key.
+        Raises LeaseLost when the lease is no longer ours.
         """
         placed = "metadata = ?, external_key = ?, awaiting_place = 0, reply_upto = NULL"
-        async with self.dialect.transaction() as db:
-            if external_key and await db.fetchval(
-                "SELECT 1 FROM threads WHERE external_key = ?", external_key
-            ):
-                raise Conflict(f"a thread already exists for {external_key}")
-            await self._owned(
-                db,
-                f"{placed}, reply_ref = NULL",
+        async with self.dialect.connection() as db:
+            rows = await db.fetch(
+                f"UPDATE threads SET {placed}, reply_ref = NULL {OWNED} RETURNING {THREAD_COLUMNS}",
                 *(json.dumps(metadata), external_key, thread_id, owner),
             )
-            return await self._get_thread(db, thread_id)
+        if not rows:
+            raise LeaseLost(f"thread {thread_id!r} is no longer leased to {owner!r}")
+        return _parsed(ChatCompletionThread, rows[0])
 
     async def abandon_place(self, thread_id: str, owner: str, upto: int, error: str) -> None:
         """The sink cannot place the thread anywhere: settle it with `error`, unplaced."""
