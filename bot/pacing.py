@@ -39,8 +39,10 @@ class Bucket:
     updated: float
 
     def wait_time(self, now: float) -> float:
-        self.tokens = min(self.capacity, self.tokens + (now - self.updated) * self.per_second)
-        self.updated = now
+        # `now` may predate the bucket by a moment: a call's clock is read before it is made
+        elapsed = max(0.0, now - self.updated)
+        self.tokens = min(self.capacity, self.tokens + elapsed * self.per_second)
+        self.updated = max(self.updated, now)
         return 0.0 if self.tokens >= 1 else (1 - self.tokens) / self.per_second
 
 
