@@ -120,7 +120,11 @@ async def serve_with(
     tutor = Tutor(store, settings.tutor_model)
     api = SlackApi(
         make_client(settings.slack_bot_token, settings.slack_api_url, session),
-        Pacer(settings.tutor_replicas, settings.tutor_posts_per_second),
+        Pacer(
+            settings.tutor_replicas,
+            posts_per_second=settings.tutor_posts_per_second,
+            history=settings.history_limit,
+        ),
     )
     app, events_app = build_apps(tutor, api, settings)
     looper = Looper.from_settings(settings, store, openai_key, SlackSink(api))

@@ -1,52 +1,172 @@
-"""Catch-up: questions asked in Slack threads while the bot was down."""
+"""Catch-up: what was asked in Slack while no replica was running.
+
+Slack delivers no events to an app with no connection, so at start the bot reads what it
+missed within the catch-up window: replies in the threads it knows, and top-level mentions
+and DMs in the conversations it is a member of. Both run in the background once connected,
+paced within their budgets. A stored Slack ts (per message) and a stored thread key (per
+conversation) make a message seen twice, by two replicas or live and here, count once.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
 
 from slack_sdk.errors import SlackApiError
 
-from bot.events import is_person_speaking, without_mentions
+from bot.events import EventHandlers, is_person_speaking, without_mentions
 from bot.places import SlackThread, asker, slack_ts
 from bot.web import SlackApi, slack_error
 from looper.core import Tutor
 from looper.models import utcnow
 
 log = logging.getLogger(__name__)
+# Group DMs are left out: there, as in channels, only mentions start conversations, and
+# listing them needs a scope (mpim:read) the app does not otherwise use.
+CONVERSATION_TYPES = "public_channel,private_channel,im"
 
 
-async def catch_up(tutor: Tutor, api: SlackApi, window: timedelta) -> int:
-    """Store the replies posted after each recently active thread's newest stored message.
+async def catch_up(tutor: Tutor, api: SlackApi, window: timedelta) -> None:
+    """Ask what was missed in the last `window`: thread replies and new conversations.
 
-    Reads each thread past what the store has (`conversations.replies` with `oldest`), paced
-    within its tier; stored Slack ts make a message seen twice count once. Returns how many
-    questions were added.
+    The two read different methods (`conversations.replies`, `conversations.history`),
+    each with its own budget, so they run side by side.
     """
-    added = 0
-    for thread in await tutor.threads.active_since(utcnow() - window):
-        place = SlackThread.of(thread)
-        if place is not None:
-            try:
-                added += await _catch_up_thread(tutor, api, thread.id, place)
-            except SlackApiError as exc:
-                log.warning("catch-up of %s failed: %s", thread.id, slack_error(exc))
-    return added
+    since = utcnow() - window
+    replies = ThreadReplies(tutor, api)
+    added, started = await asyncio.gather(
+        replies.catch_up_all(since), start_missed(tutor, api, replies, since)
+    )
+    log.warning("catch-up done: conversations started: %d, replies asked: %d", started, added)
 
 
-async def _catch_up_thread(tutor: Tutor, api: SlackApi, thread_id: str, place: SlackThread) -> int:
-    known = [slack_ts(m) for m in await tutor.messages(thread_id)]
-    newest = max([place.thread_ts, *filter(None, known)], key=float)
-    added = 0
-    async for message in api.replies(place.channel, place.thread_ts, oldest=newest):
-        if message["ts"] == place.thread_ts or float(message["ts"]) <= float(newest):
-            continue
-        if is_person_speaking(message):
-            await tutor.ask(
-                without_mentions(message["text"]),
-                thread_id,
-                metadata=asker(message["user"], message["ts"]),
-                external_id=message["ts"],
-            )
-            added += 1
-    return added
+async def start_missed(tutor: Tutor, api: SlackApi, replies: ThreadReplies, since: datetime) -> int:
+    """Start the conversations missed since `since`; returns how many were started."""
+    try:
+        me = await BotUser.of(api)
+        return await MissedConversations(tutor, api, replies, me).start_all(since)
+    except SlackApiError as exc:
+        log.warning("catch-up of mentions and DMs failed: %s", slack_error(exc))
+        return 0
+
+
+class ThreadReplies:
+    """Stores the replies posted in known threads after their newest stored message."""
+
+    def __init__(self, tutor: Tutor, api: SlackApi) -> None:
+        self.tutor = tutor
+        self.api = api
+
+    async def catch_up_all(self, since: datetime) -> int:
+        """Catch up each thread active since `since`; returns how many questions were added."""
+        added = 0
+        for thread in await self.tutor.threads.active_since(since):
+            place = SlackThread.of(thread)
+            if place is not None:
+                try:
+                    added += await self.catch_up(thread.id, place)
+                except SlackApiError as exc:
+                    log.warning("catch-up of %s failed: %s", thread.id, slack_error(exc))
+        return added
+
+    async def catch_up(self, thread_id: str, place: SlackThread) -> int:
+        """Read the thread past what the store has (`oldest`) and ask what people wrote."""
+        known = [slack_ts(m) for m in await self.tutor.messages(thread_id)]
+        newest = max([place.thread_ts, *filter(None, known)], key=float)
+        added = 0
+        async for message in self.api.replies(place.channel, place.thread_ts, oldest=newest):
+            if message["ts"] == place.thread_ts or float(message["ts"]) <= float(newest):
+                continue
+            if is_person_speaking(message):
+                await self.tutor.ask(
+                    without_mentions(message["text"]),
+                    thread_id,
+                    metadata=asker(message["user"], message["ts"]),
+                    external_id=message["ts"],
+                )
+                added += 1
+        return added
+
+
+@dataclass(frozen=True)
+class BotUser:
+    """Who the bot is in the workspace, from `auth.test` (as Bolt learns it)."""
+
+    user_id: str
+    team_id: str
+
+    @classmethod
+    async def of(cls, api: SlackApi) -> BotUser:
+        answer = await api.call("auth.test")
+        return cls(str(answer["user_id"]), str(answer["team_id"]))
+
+    def is_mentioned(self, message: dict[str, Any]) -> bool:
+        return f"<@{self.user_id}>" in message.get("text", "")
+
+    def replied(self, message: dict[str, Any]) -> bool:
+        """Whether Slack lists the bot among the thread's repliers (`reply_users`)."""
+        return self.user_id in message.get("reply_users", [])
+
+
+class MissedConversations:
+    """Starts the conversations that top-level mentions and DMs asked for while the bot was
+    down, through the live event handlers (same thread root, same key, same first question).
+
+    A message is answered already when the store has a thread under its key. The bot among
+    its thread's repliers counts too: that costs no call and keeps a store that lost the
+    thread (a new database) from answering a second time.
+    """
+
+    def __init__(self, tutor: Tutor, api: SlackApi, replies: ThreadReplies, me: BotUser) -> None:
+        self.tutor = tutor
+        self.api = api
+        self.events = EventHandlers(tutor, api)
+        self.replies = replies
+        self.me = me
+
+    async def start_all(self, since: datetime) -> int:
+        """Read each conversation the bot is a member of since `since`."""
+        started = 0
+        async for conversation in self.api.conversations(CONVERSATION_TYPES):
+            started += await self._start_in(conversation, f"{since.timestamp():.6f}")
+        return started
+
+    async def _start_in(self, conversation: dict[str, Any], oldest: str) -> int:
+        channel, is_dm = conversation["id"], bool(conversation.get("is_im"))
+        started = 0
+        try:
+            async for message in self.api.history(channel, oldest=oldest):
+                if await self._unanswered(channel, message, is_dm):
+                    await self._start(channel, message, is_dm)
+                    started += 1
+        except SlackApiError as exc:
+            log.warning("catch-up of %s failed: %s", channel, slack_error(exc))
+        return started
+
+    async def _unanswered(self, channel: str, message: dict[str, Any], is_dm: bool) -> bool:
+        """A person's top-level message (any in a DM, one that mentions the bot elsewhere)
+        that no thread answers."""
+        top_level = message.get("thread_ts", message["ts"]) == message["ts"]
+        if not (top_level and is_person_speaking(message)):
+            return False
+        if not (is_dm or self.me.is_mentioned(message)) or self.me.replied(message):
+            return False
+        return await self.tutor.threads.by_key(SlackThread(channel, message["ts"]).key) is None
+
+    async def _start(self, channel: str, message: dict[str, Any], is_dm: bool) -> None:
+        event = {**message, "channel": channel, "channel_type": "im" if is_dm else "channel"}
+        context = {"team_id": self.me.team_id}
+        if is_dm:
+            await self.events.on_message(event, context)
+        else:
+            await self.events.on_mention(event, context)
+        if message.get("reply_count"):  # people replied under it: questions in its thread too
+            await self._catch_up_replies(SlackThread(channel, message["ts"], self.me.team_id))
+
+    async def _catch_up_replies(self, place: SlackThread) -> None:
+        thread = await self.tutor.threads.by_key(place.key)
+        if thread is not None:
+            await self.replies.catch_up(thread.id, place)

@@ -4,6 +4,7 @@ Slack limits most Web API methods per workspace by tier (calls per minute) and
 `chat.postMessage` per channel (about one a second, short bursts allowed). The pacer keeps a
 token bucket per method (and per channel for posts) a little stricter than Slack's, so the bot
 waits for its own budget; a 429 that still arrives empties the bucket for `Retry-After`.
+`conversations.history` and `conversations.replies` follow `HistoryLimit` instead of their tier.
 """
 
 from __future__ import annotations
@@ -24,11 +25,35 @@ METHOD_TIERS = {
     "conversations.replies": "t3",
     "conversations.history": "t3",
     "conversations.info": "t3",
+    "users.conversations": "t3",
     "users.info": "t4",
 }
+HISTORY_METHODS = ("conversations.history", "conversations.replies")
+FULL_PAGE = 200  # Slack's advice for paged methods
+RESTRICTED_PAGE = 15  # what Slack returns at most per call under its restricted history limit
 POSTS_PER_SECOND = 1.0
 POST_BURST = 2
 MARGIN = 0.9  # spend 90% of Slack's rate so clock skew never tips us over
+
+
+@dataclass(frozen=True)
+class HistoryLimit:
+    """Slack's limit on reading messages (`conversations.history`, `conversations.replies`).
+
+    Internal apps and Marketplace apps get Tier 3. Other commercially distributed apps get
+    1 call a minute and 15 messages a call: any rate below Tier 3 is taken as that regime,
+    so calls are spaced evenly (no burst) and pages ask for 15 messages.
+    """
+
+    per_minute: int = TIERS["t3"]
+
+    @property
+    def restricted(self) -> bool:
+        return self.per_minute < TIERS["t3"]
+
+    @property
+    def page_size(self) -> int:
+        return RESTRICTED_PAGE if self.restricted else FULL_PAGE
 
 
 @dataclass
@@ -39,8 +64,10 @@ class Bucket:
     updated: float
 
     def wait_time(self, now: float) -> float:
-        self.tokens = min(self.capacity, self.tokens + (now - self.updated) * self.per_second)
-        self.updated = now
+        # `now` may predate the bucket by a moment: a call's clock is read before it is made
+        elapsed = max(0.0, now - self.updated)
+        self.tokens = min(self.capacity, self.tokens + elapsed * self.per_second)
+        self.updated = max(self.updated, now)
         return 0.0 if self.tokens >= 1 else (1 - self.tokens) / self.per_second
 
 
@@ -50,10 +77,16 @@ class Pacer:
     Slack's limits are per workspace: `replicas` processes sharing one app each spend 1/N.
     """
 
-    def __init__(self, replicas: int = 1, posts_per_second: float = POSTS_PER_SECOND) -> None:
+    def __init__(
+        self,
+        replicas: int = 1,
+        posts_per_second: float = POSTS_PER_SECOND,
+        history: HistoryLimit | None = None,
+    ) -> None:
         self.replicas = max(1, replicas)
         self.share = MARGIN / self.replicas
         self.posts_per_second = posts_per_second
+        self.history = history or HistoryLimit()
         self.buckets: dict[tuple[str, str], Bucket] = {}
         self.blocked_until: dict[tuple[str, str], float] = {}
 
@@ -67,6 +100,9 @@ class Pacer:
         per_second: float
         if method == "chat.postMessage":
             capacity, per_second = POST_BURST / self.replicas, self.posts_per_second * self.share
+        elif method in HISTORY_METHODS:
+            per_second = self.history.per_minute * self.share / 60
+            capacity = 1 if self.history.restricted else per_second * 60
         elif method in METHOD_TIERS:
             per_minute = TIERS[METHOD_TIERS[method]]
             capacity, per_second = per_minute * self.share, per_minute * self.share / 60

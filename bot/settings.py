@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field, field_validator
 
+from bot.pacing import HistoryLimit
 from looper.settings import Settings
 
 
@@ -20,11 +21,18 @@ class BotSettings(Settings):
         1.0, gt=0, description="Slack's chat.postMessage limit per channel (tests raise it)"
     )
     tutor_http_port: int = Field(0, ge=0, le=65535, description="/healthz and /metrics; 0: off")
+    tutor_history_per_minute: int = Field(
+        50, ge=1, description="conversations.history/.replies calls a minute (Tier 3: 50)"
+    )
 
     @field_validator("slack_api_url")
     @classmethod
     def _slash_terminated(cls, url: str) -> str:
         return url if url.endswith("/") else url + "/"
+
+    @property
+    def history_limit(self) -> HistoryLimit:
+        return HistoryLimit(self.tutor_history_per_minute)
 
     @property
     def admins(self) -> set[str]:

@@ -15,7 +15,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.web.async_slack_response import AsyncSlackResponse
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
-from bot.pacing import Pacer
+from bot.pacing import FULL_PAGE, Pacer
 
 log = logging.getLogger(__name__)
 ATTEMPTS = 4
@@ -95,25 +95,35 @@ class SlackApi:
                 return None
             raise
 
-    async def replies(
-        self, channel: str, thread_ts: str, **args: Any
-    ) -> AsyncIterator[dict[str, Any]]:
+    def replies(self, channel: str, thread_ts: str, **args: Any) -> AsyncIterator[dict[str, Any]]:
         """The messages of a thread (`conversations.replies`), page by page, each paced."""
-        async for message in self._pages("conversations.replies", channel, ts=thread_ts, **args):
-            yield message
+        limit = self.pacer.history.page_size
+        return self._items(
+            "conversations.replies", "messages", channel=channel, ts=thread_ts, limit=limit, **args
+        )
 
-    async def history(self, channel: str, **args: Any) -> AsyncIterator[dict[str, Any]]:
-        """A channel's top-level messages (`conversations.history`), page by page, each paced."""
-        async for message in self._pages("conversations.history", channel, **args):
-            yield message
+    def history(self, channel: str, **args: Any) -> AsyncIterator[dict[str, Any]]:
+        """A conversation's top-level messages, newest first (`conversations.history`), page by
+        page, each paced."""
+        limit = self.pacer.history.page_size
+        return self._items(
+            "conversations.history", "messages", channel=channel, limit=limit, **args
+        )
 
-    async def _pages(self, method: str, channel: str, **args: Any) -> AsyncIterator[dict[str, Any]]:
+    def conversations(self, types: str) -> AsyncIterator[dict[str, Any]]:
+        """The conversations of `types` the bot is a member of (`users.conversations`)."""
+        return self._items(
+            "users.conversations", "channels", types=types, exclude_archived=True, limit=FULL_PAGE
+        )
+
+    async def _items(self, method: str, key: str, **args: Any) -> AsyncIterator[dict[str, Any]]:
+        """The `key` items of a paged method's answers, following its cursor."""
         cursor = None
         while True:
-            page = await self.call(method, channel=channel, limit=200, cursor=cursor, **args)
-            messages: list[dict[str, Any]] = page.get("messages", [])
-            for message in messages:
-                yield message
+            page = await self.call(method, cursor=cursor, **args)
+            items: list[dict[str, Any]] = page.get(key, [])
+            for item in items:
+                yield item
             cursor = (page.get("response_metadata") or {}).get("next_cursor")
             if not cursor:
                 return

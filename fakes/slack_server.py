@@ -46,6 +46,9 @@ POST_PER_CHANNEL_BURST = 3
 MARKDOWN_LIMIT = 12_000
 REDELIVER_AFTER = 3.0  # seconds Slack waits for an events_api ack before sending it again
 REDELIVERIES = 3
+HISTORY_METHODS = ("conversations.history", "conversations.replies")
+RESTRICTED_PAGE = 15  # messages a call under Slack's restricted history limit
+CONVERSATION_TYPES = {"public_channel", "private_channel", "mpim", "im"}
 
 
 def load_specs(folder: Path = SPECS) -> dict[str, dict[str, Any]]:
@@ -111,6 +114,15 @@ class Bucket:
 class FakeSlack:
     specs: dict[str, dict[str, Any]] = field(default_factory=load_specs)
     enforce_tiers: bool = False
+    # Slack drops envelopes when no app connection is open (nothing is sent later); True
+    # holds them until one connects instead. Dropped envelope ids go to `undelivered`.
+    queue_while_disconnected: bool = False
+    undelivered: list[str] = field(default_factory=list)
+    # Above 0: Slack's restricted limit on conversations.history and .replies, as for
+    # commercially distributed apps outside the Marketplace: this many calls a minute, no
+    # burst, and at most 15 messages a call (Slack's figure is 1 a minute).
+    history_per_minute: int = 0
+    without_bot: set[str] = field(default_factory=set)  # channels the bot is not a member of
     refuse_status: bool = False
     posts_per_second: float = 1.0  # chat.postMessage per channel, with tiers enforced
     stream_lifetime: float | None = None  # Slack ends a stream this many seconds after its start
@@ -256,6 +268,8 @@ class FakeSlack:
         return str(message["ts"])
 
     def deliver_message_events(self, channel: str, message: dict[str, Any]) -> None:
+        if channel in self.without_bot:  # Slack sends an app only its channels' events
+            return
         kind = "im" if channel.startswith("D") else "channel"
         event = {**message, "channel": channel, "event_ts": message["ts"], "channel_type": kind}
         self.send_event(event)
@@ -376,9 +390,26 @@ class FakeSlack:
         assert self._loop is not None
         asyncio.run_coroutine_threadsafe(self.disconnect_all(), self._loop).result(5)
 
+    def wait_disconnected(self, timeout: float = 15.0) -> None:
+        """Until no app connection is open (a stopped bot's socket is closed here too)."""
+        self.wait_until(lambda: not self._sockets, timeout)
+
+    def said_earlier(self, user: str, channel: str, text: str, seconds_ago: float) -> str:
+        """A person posted a top-level message `seconds_ago` (its events long gone)."""
+        self.add_channel(channel)
+        ts = f"{int(time.time() - seconds_ago)}.{next(self._clock) % 1_000_000:06d}"
+        with self._lock:
+            self.channels[channel].append({"type": "message", "user": user, "text": text, "ts": ts})
+            self.channels[channel].sort(key=lambda m: float(m["ts"]))
+        self._notify()
+        return ts
+
     # ---- Socket Mode
     async def _send(self, body: dict[str, Any]) -> None:
-        await self._some_socket().wait()  # Slack queues envelopes until an app connects
+        if not self._sockets and not self.queue_while_disconnected:
+            self._drop(body)
+            return
+        await self._some_socket().wait()  # with queue_while_disconnected: until one connects
         socket = random.choice(self._sockets)
         with self._lock:
             self.envelopes[body["envelope_id"]].sent_at = time.monotonic()
@@ -447,6 +478,12 @@ class FakeSlack:
         for socket in list(self._sockets):
             await socket.close()
 
+    def _drop(self, body: dict[str, Any]) -> None:
+        """No app connection is open: Slack keeps nothing to send later."""
+        with self._lock:
+            self.undelivered.append(body["envelope_id"])
+        self._notify()
+
     # ---- the Web API
     async def _api(self, request: web.Request) -> web.Response:
         method = request.match_info["method"]
@@ -508,6 +545,8 @@ class FakeSlack:
                 if status == 429:
                     return retry_after or 1
                 raise SlackError(error)
+            if self.history_per_minute and method in HISTORY_METHODS:
+                return self._history_bucket(method).take(time.monotonic()) or None
             if not self.enforce_tiers:
                 return None
             now = time.monotonic()
@@ -525,6 +564,11 @@ class FakeSlack:
                 )
             wait = bucket.take(now)
             return wait or None
+
+    def _history_bucket(self, method: str) -> Bucket:
+        return self._buckets.setdefault(
+            (method, "restricted"), Bucket(1, self.history_per_minute / 60)
+        )
 
     def _dispatch(self, method: str, args: dict[str, Any], request: web.Request) -> dict[str, Any]:
         spec = self.specs.get(method)
@@ -740,6 +784,7 @@ class FakeSlack:
         oldest = float(args.get("oldest") or 0)
         inclusive = str(args.get("inclusive", "0")).lower() in ("1", "true")
         limit = int(args.get("limit") or 1000)
+        limit = min(limit, RESTRICTED_PAGE) if self.history_per_minute else limit
         start = int(args.get("cursor") or 0)
         thread = [m for m in messages if m["ts"] == thread_ts or m.get("thread_ts") == thread_ts]
         thread.sort(key=lambda m: float(m["ts"]))
@@ -753,31 +798,6 @@ class FakeSlack:
         with_metadata = str(args.get("include_all_metadata", "0")).lower() in ("1", "true")
         shown = [{k: v for k, v in m.items() if k != "metadata" or with_metadata} for m in page]
         more = start + limit < len(thread)
-        return {
-            "messages": shown,
-            "has_more": more,
-            "response_metadata": {"next_cursor": str(start + limit) if more else ""},
-        }
-
-    def _conversations_history(self, args: dict[str, Any], request: web.Request) -> dict[str, Any]:
-        """A channel's top-level messages, newest first."""
-        messages = self._channel(args)
-        oldest, latest = float(args.get("oldest") or 0), float(args.get("latest") or "inf")
-        inclusive = str(args.get("inclusive", "0")).lower() in ("1", "true")
-        limit = int(args.get("limit") or 100)
-        start = int(args.get("cursor") or 0)
-
-        def within(ts: float) -> bool:
-            return oldest < ts < latest or (inclusive and ts in (oldest, latest))
-
-        top = [
-            m for m in messages if m.get("thread_ts", m["ts"]) == m["ts"] and within(float(m["ts"]))
-        ]
-        top.sort(key=lambda m: float(m["ts"]), reverse=True)
-        page = top[start : start + limit]
-        with_metadata = str(args.get("include_all_metadata", "0")).lower() in ("1", "true")
-        shown = [{k: v for k, v in m.items() if k != "metadata" or with_metadata} for m in page]
-        more = start + limit < len(top)
         return {
             "messages": shown,
             "has_more": more,
@@ -807,6 +827,122 @@ class FakeSlack:
         return {
             "channel": {"id": channel, "is_im": channel.startswith("D"), "name": channel.lower()}
         }
+
+    def _users_conversations(self, args: dict[str, Any], request: web.Request) -> dict[str, Any]:
+        types = set(str(args.get("types") or "public_channel").split(","))
+        if not types <= CONVERSATION_TYPES:
+            raise SlackError("invalid_types")
+        limit = self._page_limit(args, default=100)
+        if limit is None:
+            raise SlackError("invalid_limit")
+        member = [c for c in self.channels if c not in self.without_bot and self._kind(c) in types]
+        start = self._cursor(args)
+        page = member[start : start + limit]
+        more = start + limit < len(member)
+        return {
+            "channels": [self._conversation(c) for c in page],
+            "response_metadata": {"next_cursor": str(start + limit) if more else ""},
+        }
+
+    def _conversations_history(self, args: dict[str, Any], request: web.Request) -> dict[str, Any]:
+        messages = self._channel(args)
+        if args["channel"] in self.without_bot:
+            raise SlackError("not_in_channel")
+        oldest = self._timestamp(args, "oldest", 0.0)
+        latest = self._timestamp(args, "latest", float("inf"))
+        inclusive = str(args.get("inclusive", "0")).lower() in ("1", "true")
+        limit = self._page_limit(args, default=100) or 100  # the spec names no limit error
+        if self.history_per_minute:
+            limit = min(limit, RESTRICTED_PAGE)
+        top = [
+            m
+            for m in sorted(messages, key=lambda m: float(m["ts"]), reverse=True)
+            if m.get("thread_ts", m["ts"]) == m["ts"] or m.get("subtype") == "thread_broadcast"
+        ]
+        top = [
+            m
+            for m in top
+            if oldest < float(m["ts"]) < latest
+            or (inclusive and float(m["ts"]) in (oldest, latest))
+        ]
+        start = self._cursor(args)
+        page = top[start : start + limit]
+        with_metadata = str(args.get("include_all_metadata", "0")).lower() in ("1", "true")
+        more = start + limit < len(top)
+        return {
+            "messages": [self._top_level(messages, m, with_metadata) for m in page],
+            "has_more": more,
+            "pin_count": 0,
+            "channel_actions_ts": None,
+            "channel_actions_count": 0,
+            "response_metadata": {"next_cursor": str(start + limit) if more else ""},
+        }
+
+    @staticmethod
+    def _kind(channel: str) -> str:
+        """D… a DM, G… a private channel (as legacy ids are), anything else public."""
+        return {"D": "im", "G": "private_channel"}.get(channel[:1], "public_channel")
+
+    def _conversation(self, channel: str) -> dict[str, Any]:
+        kind = self._kind(channel)
+        if kind == "im":
+            people = [m["user"] for m in self.channels[channel] if not m.get("bot_id")]
+            user = people[0] if people else ""
+            return {"id": channel, "is_im": True, "user": user, "is_user_deleted": False}
+        return {
+            "id": channel,
+            "name": channel.lower(),
+            "is_channel": True,
+            "is_group": False,
+            "is_im": False,
+            "is_mpim": False,
+            "is_private": kind == "private_channel",
+            "is_archived": False,
+        }
+
+    @staticmethod
+    def _top_level(
+        messages: list[dict[str, Any]], message: dict[str, Any], with_metadata: bool
+    ) -> dict[str, Any]:
+        """A message as history shows it: a thread's parent with its replies summed up."""
+        shown = {k: v for k, v in message.items() if k != "metadata" or with_metadata}
+        replies = [
+            m for m in messages if m.get("thread_ts") == message["ts"] and m["ts"] != message["ts"]
+        ]
+        if replies:
+            users = list(dict.fromkeys(m["user"] for m in replies if m.get("user")))
+            shown.update(
+                thread_ts=message["ts"],
+                reply_count=len(replies),
+                reply_users=users,
+                reply_users_count=len(users),
+                latest_reply=max((m["ts"] for m in replies), key=float),
+            )
+        return shown
+
+    @staticmethod
+    def _page_limit(args: dict[str, Any], default: int) -> int | None:
+        """The page size asked for (at most 999, as the specs say); None when not a count."""
+        try:
+            limit = int(args.get("limit") or default)
+        except ValueError:
+            return None
+        return min(limit, 999) if limit >= 1 else None
+
+    @staticmethod
+    def _cursor(args: dict[str, Any]) -> int:
+        """This fake's cursors are offsets into the listing."""
+        cursor = str(args.get("cursor") or "0")
+        if not cursor.isdigit():
+            raise SlackError("invalid_cursor")
+        return int(cursor)
+
+    @staticmethod
+    def _timestamp(args: dict[str, Any], name: str, default: float) -> float:
+        try:
+            return float(args[name]) if args.get(name) else default
+        except ValueError:
+            raise SlackError(f"invalid_ts_{name}") from None
 
     async def _response_url(self, request: web.Request) -> web.Response:
         body = await request.json()

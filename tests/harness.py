@@ -136,10 +136,22 @@ class Bot:
 
     def start(self, **env: str) -> Bot:
         made = self.slack.connections_made
-        self.process = self.cli.start("run", **env)
-        self.log = Lines(self.process.stderr)  # type: ignore[arg-type]
+        self.launch(**env)
         self.slack.wait_until(lambda: self.slack.connections_made > made)
         return self
+
+    def launch(self, **env: str) -> Bot:
+        """Start the process without waiting for it to connect."""
+        self.process = self.cli.start("run", **env)
+        self.log = Lines(self.process.stderr)  # type: ignore[arg-type]
+        return self
+
+    def wait_line(self, fragment: str, timeout: float = 30) -> str:
+        """The next line of the process's log that contains `fragment`."""
+        assert self.log is not None
+        while fragment not in (line := self.log.next(timeout)):
+            pass
+        return line
 
     def stop(self, sig: signal.Signals = signal.SIGTERM) -> int:
         assert self.process is not None

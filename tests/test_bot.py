@@ -63,6 +63,7 @@ def test_commands_are_acked_before_any_slack_call(bot: Bot, fake_slack: FakeSlac
     once its question is stored, without waiting for Slack: its root post, whose answer is
     lost on the wire here, is the looper's work."""
     bot.start()
+    bot.wait_line("catch-up done")  # its reads of the channels are not the commands' doing
     fake_slack.lose_answer("chat.postMessage", lambda args: args.get("channel") == "C0ACK00000")
     commands = [(STUDENT, "ask why is the sky blue?"), (ADMIN, "threads"), (STUDENT, "assistants")]
     envelopes = {

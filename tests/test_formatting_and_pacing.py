@@ -6,7 +6,7 @@ import asyncio
 import time
 
 from bot.formatting import split_after_streamed, split_markdown
-from bot.pacing import Pacer
+from bot.pacing import HistoryLimit, Pacer
 
 
 def test_short_text_is_one_part() -> None:
@@ -69,3 +69,13 @@ async def test_pacer_waits_out_retry_after() -> None:
     start = time.monotonic()
     await asyncio.wait_for(pacer.wait("assistant.threads.setStatus"), 2)
     assert time.monotonic() - start >= 0.19
+
+
+def test_history_below_tier_3_is_spaced_evenly_with_small_pages() -> None:
+    restricted = Pacer(history=HistoryLimit(20))
+    assert [restricted.try_take("conversations.history") for _ in range(3)] == [1, 0, 0]
+    assert restricted.try_take("conversations.replies")  # a budget of its own
+    assert restricted.history.page_size == 15
+    tier_3 = Pacer()
+    assert sum(tier_3.try_take("conversations.history") for _ in range(60)) == 45
+    assert tier_3.history.page_size == 200

@@ -9,6 +9,7 @@ from typing import Any
 import jsonschema
 import yaml
 
+from bot.catchup import CONVERSATION_TYPES
 from bot.pacing import METHOD_TIERS, TIERS
 from fakes.slack_server import SPECS
 
@@ -38,6 +39,9 @@ def test_manifest_has_what_the_bot_needs() -> None:
     for method in ("chat.postMessage", "chat.startStream", "conversations.replies", "users.info"):
         spec = json.loads((SPECS / f"{method}.json").read_text())
         assert scopes & set(spec["scope"]["bot"]), method
+    read = {"public_channel": "channels", "private_channel": "groups", "im": "im"}
+    for kind in CONVERSATION_TYPES.split(","):  # catch-up lists these and reads their history
+        assert {f"{read[kind]}:read", f"{read[kind]}:history"} <= scopes, kind
 
 
 def test_pacing_uses_the_specs_rate_tiers() -> None:
