@@ -8,6 +8,7 @@ import logging
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Coroutine
+from pathlib import Path
 from typing import Any, ParamSpec, TextIO, TypeVar
 
 import click
@@ -36,13 +37,59 @@ class Failure(click.ClickException):
         click.echo(f"tutor: {self.format_message()}", err=True)
 
 
+class Text(click.ParamType[str]):
+    """Text from the command line. Bytes that are not UTF-8 reach Python as lone surrogates,
+    which no database stores: they are refused here, before anything is written."""
+
+    name = "text"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        text = str(value)
+        try:
+            text.encode()
+        except UnicodeEncodeError as exc:
+            byte = ord(text[exc.start]) & 0xFF
+            raise Failure(
+                f"{describe(param)} is not UTF-8 text (byte 0x{byte:02x}): "
+                "set the terminal to UTF-8 and type it again"
+            ) from exc
+        return text
+
+
+TEXT = Text()
+
+
+def describe(param: click.Parameter | None) -> str:
+    if isinstance(param, click.Option):
+        return param.opts[0]
+    return param.human_readable_name if param else "an argument"
+
+
 def load_settings(kind: type[S]) -> S:
     try:
         return kind()
     except ValidationError as exc:
         problem = exc.errors()[0]
         name = str(problem["loc"][0]).upper() if problem["loc"] else "a setting"
-        raise Failure(f"{name} is invalid: {problem['msg']}") from exc
+        reason = problem["msg"].removeprefix("Value error, ")
+        raise Failure(f"{name} is invalid: {reason}") from exc
+    except UnicodeDecodeError as exc:
+        raise Failure(not_utf8(Path(str(kind.model_config.get("env_file"))), exc)) from exc
+
+
+def not_utf8(path: Path, error: UnicodeDecodeError) -> str:
+    """Where in the file the first byte that is not UTF-8 is (the error itself only knows
+    its place in the chunk being decoded)."""
+    data = path.read_bytes()
+    try:
+        data.decode()
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        return (
+            f"{path} is not UTF-8 text (byte 0x{data[exc.start]:02x} on line {line}): "
+            "save it as UTF-8"
+        )
+    return f"{path} is not UTF-8 text: {error}"
 
 
 def run_async(fn: Callable[P, Coroutine[Any, Any, R]]) -> Callable[P, R]:
@@ -89,9 +136,11 @@ async def assistant_ls(settings: Settings) -> None:
 
 
 @assistant.command("add")
-@click.option("--name", help="Display name.")
-@click.option("--instructions", help="System prompt. Without options: the Physics Tutor.")
-@click.option("--model", help="Model for this assistant's new threads.")
+@click.option("--name", type=TEXT, help="Display name.")
+@click.option(
+    "--instructions", type=TEXT, help="System prompt. Without options: the Physics Tutor."
+)
+@click.option("--model", type=TEXT, help="Model for this assistant's new threads.")
 @click.pass_obj
 @run_async
 async def assistant_add(
@@ -124,8 +173,10 @@ async def thread_ls(settings: Settings, limit: int) -> None:
 
 
 @thread.command("add")
-@click.option("--assistant-id", required=True, help="The assistant that answers.")
-@click.option("--model", help="Chat completion model (default: the assistant's, or TUTOR_MODEL).")
+@click.option("--assistant-id", type=TEXT, required=True, help="The assistant that answers.")
+@click.option(
+    "--model", type=TEXT, help="Chat completion model (default: the assistant's, or TUTOR_MODEL)."
+)
 @click.pass_obj
 @run_async
 async def thread_add(settings: Settings, assistant_id: str, model: str | None) -> None:
@@ -136,8 +187,8 @@ async def thread_add(settings: Settings, assistant_id: str, model: str | None) -
 
 
 @main.command()
-@click.argument("question")
-@click.option("--thread-id", help="Default: the most recently added thread.")
+@click.argument("question", type=TEXT)
+@click.option("--thread-id", type=TEXT, help="Default: the most recently added thread.")
 @click.pass_obj
 @run_async
 async def ask(settings: Settings, question: str, thread_id: str | None) -> None:
@@ -147,7 +198,7 @@ async def ask(settings: Settings, question: str, thread_id: str | None) -> None:
 
 
 @main.command()
-@click.option("--thread-id", help="Default: the most recently added thread.")
+@click.option("--thread-id", type=TEXT, help="Default: the most recently added thread.")
 @click.pass_obj
 @run_async
 async def messages(settings: Settings, thread_id: str | None) -> None:
@@ -164,7 +215,7 @@ async def messages(settings: Settings, thread_id: str | None) -> None:
 
 
 @main.command()
-@click.option("--thread-id", help="Default: the most recently added thread.")
+@click.option("--thread-id", type=TEXT, help="Default: the most recently added thread.")
 @click.pass_obj
 @run_async
 async def retry(settings: Settings, thread_id: str | None) -> None:
@@ -218,6 +269,9 @@ async def import_store(settings: Settings, file: TextIO) -> None:
         snapshot = Snapshot.model_validate_json(file.read())
     except ValidationError as exc:
         raise Failure(f"{file.name} is not a tutor export: {exc.errors()[0]['msg']}") from exc
+    except UnicodeDecodeError as exc:
+        byte = exc.object[exc.start]
+        raise Failure(f"{file.name} is not a tutor export: byte 0x{byte:02x} is not UTF-8") from exc
     for thread in snapshot.threads:
         keys = (key(thread.metadata) for key in KEYS_FROM_METADATA)
         thread.external_key = thread.external_key or next(filter(None, keys), None)

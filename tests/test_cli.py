@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import sqlite3
 import subprocess
@@ -114,6 +115,8 @@ def test_failed_answer_is_reported_and_can_be_retried(cli: Cli) -> None:
     assert "answer it again" in cli.ok("retry")
 
 
+NOT_UTF8 = os.fsdecode(b"caf\xe9")  # passed to the process as the bytes themselves
+UTF8_LOCALE = {"LC_ALL": "C.UTF-8"}  # so that the process reads its arguments as UTF-8
 BAD_INPUTS = {
     "empty question": (["ask", "  "], {}, "the question is empty"),
     "unknown thread": (["ask", "hi", "--thread-id", "thread_nope"], {}, "no thread 'thread_nope'"),
@@ -132,7 +135,38 @@ BAD_INPUTS = {
         {"TUTOR_DATABASE_URL": "sqlite:////tmp"},
         "cannot open the database '/tmp'",
     ),
+    "a device, not a file": (
+        ["thread", "ls"],
+        {"TUTOR_DATABASE_URL": "sqlite:////dev/null"},
+        "cannot open the database '/dev/null': it is not a regular file",
+    ),
+    "in-memory store": (["assistant", "add"], {"TUTOR_DATABASE_URL": "sqlite://"}, "names no file"),
+    "in-memory store, three slashes": (
+        ["assistant", "add"],
+        {"TUTOR_DATABASE_URL": "sqlite:///"},
+        "names no file",
+    ),
     "bad setting": (["thread", "ls"], {"TUTOR_MAX_CONCURRENCY": "many"}, "TUTOR_MAX_CONCURRENCY"),
+    "setting not UTF-8": (
+        ["thread", "ls"],
+        {"TUTOR_MODEL": NOT_UTF8, **UTF8_LOCALE},
+        "TUTOR_MODEL is invalid: not UTF-8 text",
+    ),
+    "question not UTF-8": (
+        ["ask", NOT_UTF8],
+        UTF8_LOCALE,
+        "QUESTION is not UTF-8 text (byte 0xe9)",
+    ),
+    "thread id not UTF-8": (
+        ["ask", "hi", "--thread-id", NOT_UTF8],
+        UTF8_LOCALE,
+        "--thread-id is not UTF-8 text (byte 0xe9)",
+    ),
+    "name not UTF-8": (
+        ["assistant", "add", "--name", NOT_UTF8, "--instructions", "Answer."],
+        UTF8_LOCALE,
+        "--name is not UTF-8 text (byte 0xe9)",
+    ),
     "nothing to retry": (["retry"], {}, "nothing to retry"),
 }
 
@@ -147,6 +181,16 @@ def test_bad_input_is_one_line_on_stderr_and_loses_nothing(cli: Cli, case: str) 
     assert done.stderr.count("\n") == 1 and done.stderr.startswith("tutor: "), done.stderr
     assert message in done.stderr
     assert cli.ok("messages") == "user: kept question\n"
+    assert len(cli.ok("assistant", "ls").splitlines()) == 1
+
+
+@pytest.mark.parametrize("command", [["thread", "ls"], ["run"]])
+def test_an_env_file_that_is_not_utf8_is_one_line(cli: Cli, command: list[str]) -> None:
+    env_file = cli.cwd / ".env"
+    env_file.write_bytes(b"OPENAI_API_KEY=sk-x\n# caf\xe9 au lait\n")
+    done = cli.run(*command)
+    assert done.returncode == 1
+    assert done.stderr == "tutor: .env is not UTF-8 text (byte 0xe9 on line 2): save it as UTF-8\n"
 
 
 def test_no_thread_yet(cli: Cli) -> None:
@@ -180,6 +224,8 @@ def test_move_a_sqlite_store_into_postgresql(cli: Cli, tmp_path: Path) -> None:
     bad = tmp_path / "bad.json"
     bad.write_text("{not json")
     assert "is not a tutor export" in cli.run("import", str(bad)).stderr
+    bad.write_bytes(b'{"assistants": ["caf\xe9"]}')
+    assert cli.run("import", str(bad)).stderr.endswith("byte 0xe9 is not UTF-8\n")
 
 
 def test_refuses_a_schema_newer_than_it_knows(cli: Cli, tmp_path: Path) -> None:
