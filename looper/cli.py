@@ -206,8 +206,11 @@ async def messages(settings: Settings, thread_id: str | None) -> None:
 
     async def read(tutor: Tutor) -> None:
         thread = await tutor.thread(thread_id)
-        for message in await tutor.messages(thread.id):
+        shown = await tutor.messages(thread.id)
+        for message in shown:
             click.echo(f"{message.role}: {message.content}")
+        if shown and shown[-1].metadata.get("cut_off"):
+            click.echo("(the last answer was cut off: `tutor ask continue` carries on)", err=True)
         if thread.failed:
             click.echo(f"(not answered: {thread.last_error} `tutor retry` asks again)", err=True)
 

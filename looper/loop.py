@@ -173,16 +173,15 @@ class Looper:
             await job.reserve(reply.ref)
         chat = to_chat(job.assistant.instructions, job.messages)
         try:
-            text = await self.completer.complete(thread.chat_completion_model, chat, reply)
+            answer = await self.completer.complete(thread.chat_completion_model, chat, reply)
         except CompletionFailed as failure:
             shown = await reply.fail(str(failure))
             await self.store.record_failure(thread.id, self.owner, job.upto, str(failure), shown)
             metrics.FAILURES.inc()
             return
-        delivered = await reply.finish(text)
-        await self.store.commit_answer(
-            thread.id, self.owner, job.upto, text, {**delivered, "answers": str(job.upto)}
-        )
+        delivered = await reply.finish(answer.delivered)
+        marks = {**delivered, **answer.marks, "answers": str(job.upto)}
+        await self.store.commit_answer(thread.id, self.owner, job.upto, answer.text, marks)
         metrics.answer_committed(job.messages, job.upto)
 
     async def _job(self, claim: Claim) -> Job:

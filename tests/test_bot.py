@@ -131,6 +131,23 @@ def test_admin_commands_and_usage(bot: Bot, fake_slack: FakeSlack, fake_openai: 
     assert wait_answers(fake_slack, CLASS, started["ts"], 1)[0]["text"].endswith("under it")
 
 
+def test_an_answer_cut_off_says_so_and_continue_carries_on(
+    bot: Bot, fake_slack: FakeSlack, fake_openai: FakeOpenAI
+) -> None:
+    fake_openai.add_faults(Fault(cut_off_after_chunks=2))
+    bot.start()
+    root = ask(fake_slack, "How did the universe begin?")
+    [answer] = wait_answers(fake_slack, CLASS, root, 1)
+    cut, note = answer["text"].split("\n\n")
+    assert note == "_(cut off: ask “continue” for the rest)_"
+    fake_slack.user_says(STUDENT, CLASS, "continue", thread_ts=root)
+    assert wait_answers(fake_slack, CLASS, root, 2)[1]["text"] == "An answer to: continue"
+    assert fake_openai.requests[1].body["messages"][2:] == [
+        {"role": "assistant", "content": cut},
+        {"role": "user", "content": "continue"},
+    ]
+
+
 def test_own_messages_other_bots_edits_and_deletions_ask_nothing(
     bot: Bot, fake_slack: FakeSlack, fake_openai: FakeOpenAI
 ) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sqlite3
@@ -10,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from fakes.openai_server import FakeOpenAI
+from fakes.openai_server import FakeOpenAI, Fault
 from looper.store.migrations import MIGRATIONS
 from tests.harness import Cli, Lines, new_store_url
 
@@ -58,6 +59,35 @@ def test_seed_flow_with_a_separate_looper(cli: Cli, fake_openai: FakeOpenAI) -> 
     lines = cli.ok("messages").splitlines()
     assert lines == [f"{m['role']}: {m['content']}" for m in history[1:]]
     assert [line.split(":")[0] for line in lines] == ["user", "assistant"] * 3
+
+
+def test_an_answer_cut_off_says_so_and_continue_carries_on(
+    cli: Cli, fake_openai: FakeOpenAI, tmp_path: Path
+) -> None:
+    thread_id = seed_thread(cli)
+    fake_openai.add_faults(Fault(cut_off_after_chunks=2))
+    looper = cli.start("looper")
+    output = Lines(looper.stdout)  # type: ignore[arg-type]
+    try:
+        cli.ok("ask", "How did the universe begin?")
+        cut = output.next().removeprefix(f"[{thread_id}] assistant: ")
+        assert "An answer to: How did the universe begin?".startswith(cut) and cut
+        assert [output.next(), output.next()] == ["", "_(cut off: ask “continue” for the rest)_"]
+        assert "cut off" in cli.run("messages").stderr
+        cli.ok("ask", "continue")
+        assert output.next() == f"[{thread_id}] assistant: An answer to: continue"
+    finally:
+        assert stop(looper) == 0
+    assert fake_openai.requests[1].body["messages"][1:] == [
+        {"role": "user", "content": "How did the universe begin?"},
+        {"role": "assistant", "content": cut},  # as the model wrote it, without the note
+        {"role": "user", "content": "continue"},
+    ]
+    shown = cli.run("messages")
+    assert shown.stdout.splitlines()[1] == f"assistant: {cut}" and shown.stderr == ""
+    with sqlite3.connect(tmp_path / "cli.db") as db:
+        marks = db.execute("SELECT metadata FROM messages WHERE role = 'assistant' ORDER BY id")
+        assert [json.loads(row[0]).get("cut_off") for row in marks] == ["length", None]
 
 
 @pytest.mark.parametrize("when", ["mid-stream", "after-stream"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import pytest
@@ -38,8 +39,9 @@ def completer(
 
 async def test_streams_deltas_with_max_completion_tokens(fake_openai: FakeOpenAI) -> None:
     target = Recorder()
-    text = await completer(fake_openai).complete("gpt-5-mini", CHAT, target)
-    assert text == "An answer to: How did the universe begin?"
+    answer = await completer(fake_openai).complete("gpt-5-mini", CHAT, target)
+    text = answer.text
+    assert text == "An answer to: How did the universe begin?" and answer.cut_off is None
     assert "".join(target.deltas) == text and len(target.deltas) > 1
     body = fake_openai.requests[0].body
     assert body["stream"] is True and body["messages"] == CHAT
@@ -47,39 +49,54 @@ async def test_streams_deltas_with_max_completion_tokens(fake_openai: FakeOpenAI
     assert "max_tokens" not in body and "temperature" not in body
 
 
+async def test_an_answer_cut_off_by_the_token_limit_is_marked(fake_openai: FakeOpenAI) -> None:
+    fake_openai.add_faults(Fault(cut_off_after_chunks=2))
+    target = Recorder()
+    answer = await completer(fake_openai).complete("gpt-5-mini", CHAT, target)
+    full = "An answer to: How did the universe begin?"
+    assert answer.cut_off == "length"
+    assert answer.text == "".join(target.deltas) and full.startswith(answer.text)
+    assert len(answer.text) < len(full)
+    assert answer.delivered == answer.text + "\n\n_(cut off: ask “continue” for the rest)_"
+    assert answer.marks == {"cut_off": "length"}
+
+
 async def test_429_waits_retry_after(fake_openai: FakeOpenAI) -> None:
     fake_openai.add_faults(Fault(status=429, retry_after=1))
     start = time.monotonic()
-    text = await completer(fake_openai).complete("gpt-5-mini", CHAT, Recorder())
-    assert text.startswith("An answer")
+    answer = await completer(fake_openai).complete("gpt-5-mini", CHAT, Recorder())
+    assert answer.text.startswith("An answer")
     assert time.monotonic() - start >= 1.0  # the server's Retry-After, not our 10 ms backoff
+    await asyncio.to_thread(fake_openai.wait_requests, 2, completed=True)
     assert [r.status for r in fake_openai.requests] == [429, 200]
 
 
 async def test_500_is_retried(fake_openai: FakeOpenAI) -> None:
     fake_openai.add_faults(Fault(status=500), Fault(status=503))
-    assert await completer(fake_openai).complete("gpt-5-mini", CHAT, Recorder())
+    assert (await completer(fake_openai).complete("gpt-5-mini", CHAT, Recorder())).text
+    await asyncio.to_thread(fake_openai.wait_requests, 3, completed=True)
     assert [r.status for r in fake_openai.requests] == [500, 503, 200]
 
 
 async def test_dropped_stream_restarts_the_answer(fake_openai: FakeOpenAI) -> None:
     fake_openai.add_faults(Fault(drop_after_chunks=2))
     target = Recorder()
-    text = await completer(fake_openai).complete("gpt-5-mini", CHAT, target)
+    answer = await completer(fake_openai).complete("gpt-5-mini", CHAT, target)
     assert target.restarts == 1
-    assert "".join(target.deltas) == text  # nothing of the broken attempt is left
+    assert "".join(target.deltas) == answer.text  # nothing of the broken attempt is left
     assert len(fake_openai.requests) == 2
 
 
 async def test_slow_first_token_times_out_and_retries(fake_openai: FakeOpenAI) -> None:
     fake_openai.add_faults(Fault(first_token_delay=3))
-    text = await completer(fake_openai, timeout=0.5).complete("gpt-5-mini", CHAT, Recorder())
-    assert text.startswith("An answer") and len(fake_openai.requests) == 2
+    answer = await completer(fake_openai, timeout=0.5).complete("gpt-5-mini", CHAT, Recorder())
+    assert answer.text.startswith("An answer") and len(fake_openai.requests) == 2
 
 
 async def test_slow_first_token_within_timeout_is_awaited(fake_openai: FakeOpenAI) -> None:
     fake_openai.add_faults(Fault(first_token_delay=0.3))
-    assert await completer(fake_openai, timeout=5).complete("gpt-5-mini", CHAT, Recorder())
+    answer = await completer(fake_openai, timeout=5).complete("gpt-5-mini", CHAT, Recorder())
+    assert answer.text
     assert len(fake_openai.requests) == 1
 
 
@@ -100,8 +117,8 @@ async def test_context_error_retries_with_less_history(
     chat = [CHAT[0], *history, {"role": "user", "content": "latest?"}]
     fake_openai.context_limit_chars = 300
     fake_openai.context_error_llama = llama
-    text = await completer(fake_openai).complete("gpt-5-mini", chat, Recorder())
-    assert text == "An answer to: latest?"
+    answer = await completer(fake_openai).complete("gpt-5-mini", chat, Recorder())
+    assert answer.text == "An answer to: latest?"
     sent = [r.body["messages"] for r in fake_openai.requests]
     assert [len(m) for m in sent] == [10, 6, 4, 3]  # halved each time, oldest turns first
     assert all(m[0] == CHAT[0] and m[-1]["content"] == "latest?" for m in sent)
