@@ -15,7 +15,8 @@ import click
 from pydantic import ValidationError
 
 from looper.core import Tutor
-from looper.models import Snapshot
+from looper.deprecations import ModelUse, shutdown_warning
+from looper.models import Snapshot, utcnow
 from looper.settings import MissingSetting, Settings
 from looper.sinks import ConsoleSink
 from looper.store import StoreError, open_store
@@ -150,6 +151,30 @@ async def assistant_add(
     added = await with_tutor(settings, lambda t: t.add_assistant(name, instructions, model))
     click.echo(f"added assistant {added.name!r}", err=True)
     click.echo(added.id)
+
+
+@assistant.command("move")
+@click.argument("assistant_ref", metavar="ASSISTANT", type=TEXT)
+@click.option("--model", required=True, type=TEXT, help="The model to answer with from now on.")
+@click.option(
+    "--from", "from_model", type=TEXT, help="Move only its threads on this model (default: all)."
+)
+@click.pass_obj
+@run_async
+async def assistant_move(
+    settings: Settings, assistant_ref: str, model: str, from_model: str | None
+) -> None:
+    """Move an assistant (id or name) and its threads to another model, e.g. before OpenAI
+    shuts down theirs: its new threads, and its threads from their next question."""
+    moved, count = await with_tutor(
+        settings, lambda t: t.move_assistant(assistant_ref, model, from_model)
+    )
+    model = model.strip()
+    click.echo(f"moved assistant {moved.name!r} and {count} of its threads to {model}")
+    use = ModelUse(assistants=[moved.name], threads=count)
+    warning = shutdown_warning(model, use, utcnow().date())
+    if warning:
+        click.echo(f"tutor: warning: {warning}", err=True)
 
 
 @main.group()
@@ -305,6 +330,8 @@ async def looper(settings: Settings, verbose: bool) -> None:
             f"(concurrency {worker.concurrency})",
             err=True,
         )
+        for warning in await Tutor(store, settings.tutor_model).model_warnings():
+            click.echo(f"tutor: warning: {warning}", err=True)
         await worker.run()
     finally:
         await store.close()

@@ -3,6 +3,7 @@ Socket Mode), the real openai client against the fake OpenAI."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import signal
@@ -369,6 +370,19 @@ def test_start_up_checks_tokens(bot: Bot, env: dict[str, str], message: str) -> 
     done = bot.cli.run("run", **env)
     assert done.returncode == 1
     assert done.stderr.count("\n") == 1 and message in done.stderr, done.stderr
+
+
+def test_a_model_openai_will_shut_down_is_named_at_start(bot: Bot) -> None:
+    bot.start(TUTOR_MODEL="gpt-5-mini")
+    assert bot.stop() == 0
+    assert bot.log is not None
+    lines = []
+    with contextlib.suppress(EOFError):
+        while True:
+            lines.append(bot.log.next())
+    [warning] = [line for line in lines if "shut" in line]
+    assert "WARNING" in warning and "gpt-5-mini (TUTOR_MODEL) " in warning
+    assert "at OpenAI on 2026-12-11: move to gpt-5.4-mini (set TUTOR_MODEL=gpt-5.4-mini)" in warning
 
 
 def test_team_and_asker_are_the_stream_recipients(bot: Bot, fake_slack: FakeSlack) -> None:

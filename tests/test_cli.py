@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -198,6 +199,16 @@ BAD_INPUTS = {
         "--name is not UTF-8 text (byte 0xe9)",
     ),
     "nothing to retry": (["retry"], {}, "nothing to retry"),
+    "move an unknown assistant": (
+        ["assistant", "move", "Nobody", "--model", "gpt-5.4"],
+        {},
+        "no assistant 'Nobody' (assistants: Physics Tutor)",
+    ),
+    "move to no model": (
+        ["assistant", "move", "Physics Tutor", "--model", " "],
+        {},
+        "the model name is empty",
+    ),
 }
 
 
@@ -221,6 +232,55 @@ def test_an_env_file_that_is_not_utf8_is_one_line(cli: Cli, command: list[str]) 
     done = cli.run(*command)
     assert done.returncode == 1
     assert done.stderr == "tutor: .env is not UTF-8 text (byte 0xe9 on line 2): save it as UTF-8\n"
+
+
+def test_models_openai_will_shut_down_are_named_at_start_and_threads_can_move(
+    cli: Cli, fake_openai: FakeOpenAI
+) -> None:
+    cli.ok("assistant", "add", "--name", "Poet", "--instructions", "Rhyme.", "--model", "gpt-4o")
+    tutor = last_line(cli.ok("assistant", "add"))
+    old = last_line(cli.ok("thread", "add", "--assistant-id", tutor, TUTOR_MODEL="gpt-5-mini"))
+    cli.ok("thread", "add", "--assistant-id", tutor, "--model", "gpt-5.4")
+    warned = start_warnings(cli, TUTOR_MODEL="gpt-5-mini")
+    assert sorted(warned) == ["gpt-4o (assistant 'Poet')", "gpt-5-mini (TUTOR_MODEL, 1 thread)"]
+    assert (
+        "at OpenAI on 2026-12-11: move to gpt-5.4-mini"
+        in warned["gpt-5-mini (TUTOR_MODEL, 1 thread)"]
+    )
+    assert "at OpenAI on 2027-01-14: move to gpt-5.4 " in warned["gpt-4o (assistant 'Poet')"]
+    assert sorted(start_warnings(cli)) == ["gpt-4o (assistant 'Poet')", "gpt-5-mini (1 thread)"]
+
+    moved = cli.ok(
+        "assistant", "move", "physics tutor", "--model", "gpt-5.4-mini", "--from", "gpt-5-mini"
+    )
+    assert moved == "moved assistant 'Physics Tutor' and 1 of its threads to gpt-5.4-mini\n"
+    assert sorted(start_warnings(cli)) == ["gpt-4o (assistant 'Poet')"]
+    assert [line.split("\t")[2] for line in cli.ok("thread", "ls").splitlines()] == [
+        "gpt-5.4",
+        "gpt-5.4-mini",
+    ]
+    assert "\tPhysics Tutor\tgpt-5.4-mini\t" in cli.ok("assistant", "ls")
+    looper = cli.start("looper")
+    try:
+        cli.ok("ask", "still here?", "--thread-id", old)
+        assert Lines(looper.stdout).next().endswith("An answer to: still here?")  # type: ignore[arg-type]
+    finally:
+        assert stop(looper) == 0
+    assert fake_openai.requests[-1].body["model"] == "gpt-5.4-mini"
+
+
+def start_warnings(cli: Cli, **env: str) -> dict[str, str]:
+    """What a starting `tutor looper` warns of, by model and what uses it."""
+    looper = cli.start("looper", **env)
+    log = Lines(looper.stderr)  # type: ignore[arg-type]
+    assert log.next().startswith("looper ")
+    assert stop(looper) == 0
+    lines = []
+    with contextlib.suppress(EOFError):
+        while True:
+            lines.append(log.next())
+    assert all(line.startswith("tutor: warning: ") for line in lines), lines
+    return {line[16:].partition(") ")[0] + ")": line for line in lines}
 
 
 def test_no_thread_yet(cli: Cli) -> None:

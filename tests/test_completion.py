@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import time
+from datetime import date
 
 import pytest
 
 from fakes.openai_server import API_KEY, FakeOpenAI, Fault
 from looper.completion import Completer, CompletionFailed, make_client
+from looper.deprecations import ModelUse, shutdown_of, shutdown_warning
+from looper.settings import DEFAULT_MODEL
 
 CHAT = [
     {"role": "system", "content": "You are a tutor."},
@@ -163,3 +166,41 @@ async def test_unreachable_server_fails_after_retries() -> None:
     client = make_client(API_KEY, "http://127.0.0.1:9/v1", 2)
     with pytest.raises(CompletionFailed, match="connection lost"):
         await Completer(client, attempts=2, base_delay=0.01).complete("m", CHAT, Recorder())
+
+
+@pytest.mark.parametrize(
+    ("model", "shuts_down", "replacement"),
+    [
+        ("gpt-5-mini", "2026-12-11", "gpt-5.4-mini"),
+        ("gpt-5-mini-2025-08-07", "2026-12-11", "gpt-5.4-mini"),
+        ("gpt-5", "2026-12-11", "gpt-5.4"),
+        ("gpt-4o-2024-08-06", "2027-01-14", "gpt-5.4"),
+        ("gpt-4o-2024-05-13", "2026-10-23", "gpt-5.4"),  # its own, earlier date
+        ("gpt-4.1-mini", "2027-01-14", "gpt-5.4-mini"),
+        (DEFAULT_MODEL, None, None),
+        ("gpt-5.4", None, None),
+        ("gpt-5-mini-tuned", None, None),  # a prefix is not a snapshot
+        ("llama-3.1-8b", None, None),
+    ],
+)
+def test_announced_shutdowns(model: str, shuts_down: str | None, replacement: str | None) -> None:
+    shutdown = shutdown_of(model)
+    found = (shutdown.on.isoformat(), shutdown.replacement) if shutdown else (None, None)
+    assert found == (shuts_down, replacement)
+
+
+def test_a_shutdown_warning_names_the_date_the_users_and_the_move() -> None:
+    use = ModelUse(default=True, assistants=["Poet"], threads=3)
+    before = shutdown_warning("gpt-5-mini", use, date(2026, 12, 1))
+    assert before == (
+        "gpt-5-mini (TUTOR_MODEL, assistant 'Poet', 3 threads) shuts down at OpenAI on "
+        "2026-12-11: move to gpt-5.4-mini (set TUTOR_MODEL=gpt-5.4-mini; `tutor assistant "
+        "move ASSISTANT --model gpt-5.4-mini --from gpt-5-mini` moves an assistant and its "
+        "threads)"
+    )
+    after = shutdown_warning("gpt-5-mini", ModelUse(default=True), date(2026, 12, 11))
+    assert after == (
+        "gpt-5-mini (TUTOR_MODEL) was shut down at OpenAI on 2026-12-11: move to gpt-5.4-mini "
+        "(set TUTOR_MODEL=gpt-5.4-mini)"
+    )
+    assert shutdown_warning("gpt-5.4-mini", use, date(2026, 12, 1)) is None
