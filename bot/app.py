@@ -141,6 +141,8 @@ async def serve_with(
     window = timedelta(hours=settings.tutor_catchup_hours)
     catching_up = asyncio.create_task(catch_up(tutor, api, window), name="catch-up")
     log.warning("tutor is running (looper %s)", looper.owner)
+    for warning in await tutor.model_warnings():
+        log.warning(warning)
     await stopping.wait()
 
     log.warning("stopping: no new work; answers in flight get %.0f s", SHUTDOWN_GRACE)

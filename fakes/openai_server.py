@@ -3,9 +3,10 @@
 `POST /v1/chat/completions`, streaming (SSE) and not. It records every request, and
 `faults` (consumed one per request) or standing switches make it misbehave the way the real
 service does: 429 with Retry-After, 500, a slow first token, a connection dropped
-mid-stream, context-length errors (OpenAI's and llama.cpp's wording), retired models and a
-bad key. `hold(before_chunk)` stops every stream at that chunk until `release()`, so a test
-can act while answers are in flight without guessing how long they take. Run it in a thread
+mid-stream, an answer cut off by the token limit (`finish_reason: length`), context-length
+errors (OpenAI's and llama.cpp's wording), retired models and a bad key.
+`hold(before_chunk)` stops every stream at that chunk until `release()`, so a test can act
+while answers are in flight without guessing how long they take. Run it in a thread
 (`FakeOpenAI().start()`) or as a process: `python -m fakes.openai_server --latency 1` prints
 its base URL.
 """
@@ -36,6 +37,7 @@ class Fault:
     retry_after: float | None = None  # Retry-After header, seconds
     first_token_delay: float = 0.0  # wait this long before the first chunk
     drop_after_chunks: int | None = None  # close the connection after this many chunks
+    cut_off_after_chunks: int | None = None  # end after this many, finish_reason "length"
     llama_style: bool = False  # word a context error like llama.cpp does
 
 
@@ -166,9 +168,13 @@ class FakeOpenAI:
         if self.answer_chars and len(text) < self.answer_chars:
             text = (text + " " + "lorem ipsum " * self.answer_chars)[: self.answer_chars]
         await asyncio.sleep(self.latency + fault.first_token_delay)
+        finish = "stop"
+        if fault.cut_off_after_chunks is not None:
+            text = "".join(split(text, self.chunks)[: fault.cut_off_after_chunks])
+            finish = "length"
         if not body.get("stream"):
-            return web.json_response(completion(body, text))
-        return await self._stream(request, body, text, fault, recorded)
+            return web.json_response(completion(body, text, finish))
+        return await self._stream(request, body, text, fault, recorded, finish)
 
     def _problem(
         self, request: web.Request, body: dict[str, Any], fault: Fault
@@ -223,6 +229,7 @@ class FakeOpenAI:
         text: str,
         fault: Fault,
         recorded: Recorded,
+        finish: str,
     ) -> web.StreamResponse:
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await response.prepare(request)
@@ -238,7 +245,7 @@ class FakeOpenAI:
                 await asyncio.sleep(self.chunk_delay)
             await response.write(sse(chunk(body, {"content": piece}, None)))
             self._sent_chunk(recorded)
-        await response.write(sse(chunk(body, {}, "stop")))
+        await response.write(sse(chunk(body, {}, finish)))
         if (body.get("stream_options") or {}).get("include_usage"):
             await response.write(sse(usage_chunk(body, len(pieces))))
         await response.write(b"data: [DONE]\n\n")
@@ -302,7 +309,7 @@ def usage_chunk(body: dict[str, Any], pieces: int) -> dict[str, Any]:
     return {**chunk(body, {}, None), "choices": [], "usage": usage}
 
 
-def completion(body: dict[str, Any], text: str) -> dict[str, Any]:
+def completion(body: dict[str, Any], text: str, finish: str = "stop") -> dict[str, Any]:
     return {
         "id": "chatcmpl-fake",
         "object": "chat.completion",
@@ -312,7 +319,7 @@ def completion(body: dict[str, Any], text: str) -> dict[str, Any]:
             {
                 "index": 0,
                 "message": {"role": "assistant", "content": text},
-                "finish_reason": "stop",
+                "finish_reason": finish,
             }
         ],
         "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},

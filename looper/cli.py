@@ -8,13 +8,15 @@ import logging
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Coroutine
+from pathlib import Path
 from typing import Any, ParamSpec, TextIO, TypeVar
 
 import click
 from pydantic import ValidationError
 
 from looper.core import Tutor
-from looper.models import Snapshot
+from looper.deprecations import ModelUse, shutdown_warning
+from looper.models import Snapshot, utcnow
 from looper.settings import MissingSetting, Settings
 from looper.sinks import ConsoleSink
 from looper.store import StoreError, open_store
@@ -36,13 +38,59 @@ class Failure(click.ClickException):
         click.echo(f"tutor: {self.format_message()}", err=True)
 
 
+class Text(click.ParamType[str]):
+    """Text from the command line. Bytes that are not UTF-8 reach Python as lone surrogates,
+    which no database stores: they are refused here, before anything is written."""
+
+    name = "text"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        text = str(value)
+        try:
+            text.encode()
+        except UnicodeEncodeError as exc:
+            byte = ord(text[exc.start]) & 0xFF
+            raise Failure(
+                f"{describe(param)} is not UTF-8 text (byte 0x{byte:02x}): "
+                "set the terminal to UTF-8 and type it again"
+            ) from exc
+        return text
+
+
+TEXT = Text()
+
+
+def describe(param: click.Parameter | None) -> str:
+    if isinstance(param, click.Option):
+        return param.opts[0]
+    return param.human_readable_name if param else "an argument"
+
+
 def load_settings(kind: type[S]) -> S:
     try:
         return kind()
     except ValidationError as exc:
         problem = exc.errors()[0]
         name = str(problem["loc"][0]).upper() if problem["loc"] else "a setting"
-        raise Failure(f"{name} is invalid: {problem['msg']}") from exc
+        reason = problem["msg"].removeprefix("Value error, ")
+        raise Failure(f"{name} is invalid: {reason}") from exc
+    except UnicodeDecodeError as exc:
+        raise Failure(not_utf8(Path(str(kind.model_config.get("env_file"))), exc)) from exc
+
+
+def not_utf8(path: Path, error: UnicodeDecodeError) -> str:
+    """Where in the file the first byte that is not UTF-8 is (the error itself only knows
+    its place in the chunk being decoded)."""
+    data = path.read_bytes()
+    try:
+        data.decode()
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        return (
+            f"{path} is not UTF-8 text (byte 0x{data[exc.start]:02x} on line {line}): "
+            "save it as UTF-8"
+        )
+    return f"{path} is not UTF-8 text: {error}"
 
 
 def run_async(fn: Callable[P, Coroutine[Any, Any, R]]) -> Callable[P, R]:
@@ -89,9 +137,11 @@ async def assistant_ls(settings: Settings) -> None:
 
 
 @assistant.command("add")
-@click.option("--name", help="Display name.")
-@click.option("--instructions", help="System prompt. Without options: the Physics Tutor.")
-@click.option("--model", help="Model for this assistant's new threads.")
+@click.option("--name", type=TEXT, help="Display name.")
+@click.option(
+    "--instructions", type=TEXT, help="System prompt. Without options: the Physics Tutor."
+)
+@click.option("--model", type=TEXT, help="Model for this assistant's new threads.")
 @click.pass_obj
 @run_async
 async def assistant_add(
@@ -101,6 +151,30 @@ async def assistant_add(
     added = await with_tutor(settings, lambda t: t.add_assistant(name, instructions, model))
     click.echo(f"added assistant {added.name!r}", err=True)
     click.echo(added.id)
+
+
+@assistant.command("move")
+@click.argument("assistant_ref", metavar="ASSISTANT", type=TEXT)
+@click.option("--model", required=True, type=TEXT, help="The model to answer with from now on.")
+@click.option(
+    "--from", "from_model", type=TEXT, help="Move only its threads on this model (default: all)."
+)
+@click.pass_obj
+@run_async
+async def assistant_move(
+    settings: Settings, assistant_ref: str, model: str, from_model: str | None
+) -> None:
+    """Move an assistant (id or name) and its threads to another model, e.g. before OpenAI
+    shuts down theirs: its new threads, and its threads from their next question."""
+    moved, count = await with_tutor(
+        settings, lambda t: t.move_assistant(assistant_ref, model, from_model)
+    )
+    model = model.strip()
+    click.echo(f"moved assistant {moved.name!r} and {count} of its threads to {model}")
+    use = ModelUse(assistants=[moved.name], threads=count)
+    warning = shutdown_warning(model, use, utcnow().date())
+    if warning:
+        click.echo(f"tutor: warning: {warning}", err=True)
 
 
 @main.group()
@@ -124,8 +198,10 @@ async def thread_ls(settings: Settings, limit: int) -> None:
 
 
 @thread.command("add")
-@click.option("--assistant-id", required=True, help="The assistant that answers.")
-@click.option("--model", help="Chat completion model (default: the assistant's, or TUTOR_MODEL).")
+@click.option("--assistant-id", type=TEXT, required=True, help="The assistant that answers.")
+@click.option(
+    "--model", type=TEXT, help="Chat completion model (default: the assistant's, or TUTOR_MODEL)."
+)
 @click.pass_obj
 @run_async
 async def thread_add(settings: Settings, assistant_id: str, model: str | None) -> None:
@@ -136,8 +212,8 @@ async def thread_add(settings: Settings, assistant_id: str, model: str | None) -
 
 
 @main.command()
-@click.argument("question")
-@click.option("--thread-id", help="Default: the most recently added thread.")
+@click.argument("question", type=TEXT)
+@click.option("--thread-id", type=TEXT, help="Default: the most recently added thread.")
 @click.pass_obj
 @run_async
 async def ask(settings: Settings, question: str, thread_id: str | None) -> None:
@@ -147,7 +223,7 @@ async def ask(settings: Settings, question: str, thread_id: str | None) -> None:
 
 
 @main.command()
-@click.option("--thread-id", help="Default: the most recently added thread.")
+@click.option("--thread-id", type=TEXT, help="Default: the most recently added thread.")
 @click.pass_obj
 @run_async
 async def messages(settings: Settings, thread_id: str | None) -> None:
@@ -155,8 +231,11 @@ async def messages(settings: Settings, thread_id: str | None) -> None:
 
     async def read(tutor: Tutor) -> None:
         thread = await tutor.thread(thread_id)
-        for message in await tutor.messages(thread.id):
+        shown = await tutor.messages(thread.id)
+        for message in shown:
             click.echo(f"{message.role}: {message.content}")
+        if shown and shown[-1].metadata.get("cut_off"):
+            click.echo("(the last answer was cut off: `tutor ask continue` carries on)", err=True)
         if thread.failed:
             click.echo(f"(not answered: {thread.last_error} `tutor retry` asks again)", err=True)
 
@@ -164,7 +243,7 @@ async def messages(settings: Settings, thread_id: str | None) -> None:
 
 
 @main.command()
-@click.option("--thread-id", help="Default: the most recently added thread.")
+@click.option("--thread-id", type=TEXT, help="Default: the most recently added thread.")
 @click.pass_obj
 @run_async
 async def retry(settings: Settings, thread_id: str | None) -> None:
@@ -218,6 +297,9 @@ async def import_store(settings: Settings, file: TextIO) -> None:
         snapshot = Snapshot.model_validate_json(file.read())
     except ValidationError as exc:
         raise Failure(f"{file.name} is not a tutor export: {exc.errors()[0]['msg']}") from exc
+    except UnicodeDecodeError as exc:
+        byte = exc.object[exc.start]
+        raise Failure(f"{file.name} is not a tutor export: byte 0x{byte:02x} is not UTF-8") from exc
     for thread in snapshot.threads:
         keys = (key(thread.metadata) for key in KEYS_FROM_METADATA)
         thread.external_key = thread.external_key or next(filter(None, keys), None)
@@ -248,6 +330,8 @@ async def looper(settings: Settings, verbose: bool) -> None:
             f"(concurrency {worker.concurrency})",
             err=True,
         )
+        for warning in await Tutor(store, settings.tutor_model).model_warnings():
+            click.echo(f"tutor: warning: {warning}", err=True)
         await worker.run()
     finally:
         await store.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import random
+from dataclasses import dataclass
 from typing import Any, Protocol, cast
 
 import openai
@@ -16,6 +17,29 @@ from looper.tokens import TokenCounter, context_window
 MAX_RETRY_AFTER = 60.0
 MAX_BACKOFF = 30.0
 CONTEXT_ERROR_WORDS = ("context length", "context size", "context window", "too many tokens")
+
+
+CUT_OFF_NOTE = "\n\n_(cut off: ask “continue” for the rest)_"
+
+
+@dataclass(frozen=True)
+class Completion:
+    """An answer, and why it stopped short when it did: `cut_off` is "length" when the
+    token limit (`max_completion_tokens`, or the server's context) ended it."""
+
+    text: str
+    cut_off: str | None = None
+
+    @property
+    def delivered(self) -> str:
+        """What the asker sees: the text, and a note when it is not all there. The note
+        is not stored, so that the model reads its own words when asked to continue."""
+        return self.text + CUT_OFF_NOTE if self.cut_off else self.text
+
+    @property
+    def marks(self) -> dict[str, str]:
+        """Metadata to store with the answer."""
+        return {"cut_off": self.cut_off} if self.cut_off else {}
 
 
 class CompletionFailed(Exception):
@@ -131,7 +155,7 @@ class Completer:
         budget = window - self.max_completion_tokens
         return budget if budget > 0 else window // 2
 
-    async def complete(self, model: str, chat: Chat, target: DeltaTarget) -> str:
+    async def complete(self, model: str, chat: Chat, target: DeltaTarget) -> Completion:
         try:
             chat = fit(chat, self.prompt_budget(model), TokenCounter(model))
         except ContextTooLarge as exc:
@@ -170,7 +194,7 @@ class Completer:
         delay = min(self.base_delay * 2 ** (failures - 1), MAX_BACKOFF)
         return float(delay * random.uniform(0.75, 1.25))
 
-    async def _stream(self, model: str, chat: Chat, target: DeltaTarget) -> str:
+    async def _stream(self, model: str, chat: Chat, target: DeltaTarget) -> Completion:
         stream = await next(self._next_client).chat.completions.create(
             model=model,
             messages=cast(Any, chat),
@@ -194,7 +218,7 @@ class Completer:
         text = "".join(parts)
         if not text.strip():
             raise CompletionFailed(empty_answer(finish))
-        return text
+        return Completion(text, cut_off="length" if finish == "length" else None)
 
 
 def describe(error: Exception) -> str:

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from collections import defaultdict
+
 from looper import metrics
+from looper.deprecations import ModelUse, shutdown_warning
 from looper.models import (
     BaseAssistant,
     ChatCompletionPhysicsTutor,
     ChatCompletionThread,
     Message,
     NewMessage,
+    utcnow,
 )
 from looper.store import NotFound, Store, StoreError
 from looper.tracker import ThreadTracker
@@ -56,6 +60,30 @@ class Tutor:
                 return assistant
         names = ", ".join(a.name for a in assistants) or "none yet"
         raise NotFound(f"no assistant {ref!r} (assistants: {names})")
+
+    async def move_assistant(
+        self, ref: str, model: str, from_model: str | None = None
+    ) -> tuple[BaseAssistant, int]:
+        """Answer with `model` from now on: the assistant's new threads, and its threads
+        (only those on `from_model`, when given) from their next question. Returns the
+        assistant and how many threads moved."""
+        if not model.strip():
+            raise InvalidInput("the model name is empty")
+        assistant = await self.find_assistant(ref)
+        moved = await self.store.move_assistant(assistant.id, model.strip(), from_model)
+        return assistant, moved
+
+    async def model_warnings(self) -> list[str]:
+        """One line for each model in use that OpenAI has announced it will shut down."""
+        uses: defaultdict[str, ModelUse] = defaultdict(ModelUse)
+        uses[self.default_model].default = True
+        for assistant in await self.store.list_assistants():
+            if assistant.model:
+                uses[assistant.model].assistants.append(assistant.name)
+        for model, count in (await self.store.thread_models()).items():
+            uses[model].threads = count
+        today = utcnow().date()
+        return [w for m, use in uses.items() if (w := shutdown_warning(m, use, today))]
 
     async def use(self, place: str, ref: str) -> BaseAssistant:
         """Bind a place (e.g. a channel) to an assistant."""

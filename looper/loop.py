@@ -14,9 +14,10 @@ from looper import metrics
 from looper.completion import Completer, CompletionFailed, make_clients
 from looper.context import to_chat
 from looper.models import BaseAssistant, Claim
+from looper.outage import Outage
 from looper.settings import Settings
 from looper.sinks import PLACING, Job, PlaceRefused, Sink
-from looper.store import LeaseLost, Store
+from looper.store import LeaseLost, Store, StoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -104,12 +105,14 @@ class Looper:
 
     async def run(self) -> None:
         await self.drop_dead_leases()
+        outage = Outage(self.poll_interval)
         while not self._stopping:
             try:
                 await self.tick()
-            except Exception:
-                log.exception("could not look for pending threads; trying again")
-            await self.store.wait_for_work(self.poll_interval)
+                wait = outage.succeeded()
+            except Exception as exc:
+                wait = outage.failed(exc)
+            await self.store.wait_for_work(wait)
         await self.drain()
         await self.completer.close()
 
@@ -149,6 +152,8 @@ class Looper:
             raise
         except LeaseLost:
             log.warning("lost the lease on %s; another looper answers it", thread_id)
+        except StoreUnavailable as exc:  # the lease runs out; the answer is written again
+            log.warning("could not store the answer to %s (%s); answering it again", thread_id, exc)
         except Exception as exc:
             log.exception("answering %s failed", thread_id)
             with contextlib.suppress(LeaseLost):
@@ -173,16 +178,15 @@ class Looper:
             await job.reserve(reply.ref)
         chat = to_chat(job.assistant.instructions, job.messages)
         try:
-            text = await self.completer.complete(thread.chat_completion_model, chat, reply)
+            answer = await self.completer.complete(thread.chat_completion_model, chat, reply)
         except CompletionFailed as failure:
             shown = await reply.fail(str(failure))
             await self.store.record_failure(thread.id, self.owner, job.upto, str(failure), shown)
             metrics.FAILURES.inc()
             return
-        delivered = await reply.finish(text)
-        await self.store.commit_answer(
-            thread.id, self.owner, job.upto, text, {**delivered, "answers": str(job.upto)}
-        )
+        delivered = await reply.finish(answer.delivered)
+        marks = {**delivered, **answer.marks, "answers": str(job.upto)}
+        await self.store.commit_answer(thread.id, self.owner, job.upto, answer.text, marks)
         metrics.answer_committed(job.messages, job.upto)
 
     async def _job(self, claim: Claim) -> Job:
@@ -226,7 +230,11 @@ class Looper:
     async def _keep_lease(self, thread_id: str, task: asyncio.Task[None] | None) -> None:
         while True:
             await asyncio.sleep(self.lease_seconds / 3)
-            if not await self.store.renew_lease(thread_id, self.owner, self.lease_seconds):
+            try:
+                renewed = await self.store.renew_lease(thread_id, self.owner, self.lease_seconds)
+            except StoreUnavailable:
+                continue  # the next renewal may work
+            if not renewed:
                 log.warning("lease on %s expired while answering; stopping", thread_id)
                 if task is not None:
                     task.cancel()

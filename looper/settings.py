@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from typing import Any
+
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-DEFAULT_MODEL = "gpt-5-mini"
+DEFAULT_MODEL = "gpt-5.4-mini"  # no shutdown announced (see looper/deprecations.py)
 
 
 class MissingSetting(Exception):
@@ -32,6 +34,18 @@ class Settings(BaseSettings):
     tutor_retry_base_delay: float = Field(0.5, ge=0)
     tutor_request_timeout: float = Field(120.0, gt=0)
     tutor_lease_seconds: float = Field(30.0, gt=0)
+
+    @field_validator("*")
+    @classmethod
+    def _utf8(cls, value: Any) -> Any:
+        # Bytes in the environment that are not UTF-8 arrive as lone surrogates, which
+        # neither a database nor an HTTP header takes.
+        if isinstance(value, str):
+            try:
+                value.encode()
+            except UnicodeEncodeError:
+                raise ValueError("not UTF-8 text") from None
+        return value
 
     def require_openai_key(self) -> str:
         if not self.openai_api_key:

@@ -3,6 +3,7 @@ Socket Mode), the real openai client against the fake OpenAI."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import signal
@@ -130,6 +131,23 @@ def test_admin_commands_and_usage(bot: Bot, fake_slack: FakeSlack, fake_openai: 
     assert started["metadata"]["event_type"] == "tutor_thread"
     fake_slack.user_says(STUDENT, CLASS, "a question under it", thread_ts=started["ts"])
     assert wait_answers(fake_slack, CLASS, started["ts"], 1)[0]["text"].endswith("under it")
+
+
+def test_an_answer_cut_off_says_so_and_continue_carries_on(
+    bot: Bot, fake_slack: FakeSlack, fake_openai: FakeOpenAI
+) -> None:
+    fake_openai.add_faults(Fault(cut_off_after_chunks=2))
+    bot.start()
+    root = ask(fake_slack, "How did the universe begin?")
+    [answer] = wait_answers(fake_slack, CLASS, root, 1)
+    cut, note = answer["text"].split("\n\n")
+    assert note == "_(cut off: ask “continue” for the rest)_"
+    fake_slack.user_says(STUDENT, CLASS, "continue", thread_ts=root)
+    assert wait_answers(fake_slack, CLASS, root, 2)[1]["text"] == "An answer to: continue"
+    assert fake_openai.requests[1].body["messages"][2:] == [
+        {"role": "assistant", "content": cut},
+        {"role": "user", "content": "continue"},
+    ]
 
 
 def test_own_messages_other_bots_edits_and_deletions_ask_nothing(
@@ -353,6 +371,19 @@ def test_start_up_checks_tokens(bot: Bot, env: dict[str, str], message: str) -> 
     done = bot.cli.run("run", **env)
     assert done.returncode == 1
     assert done.stderr.count("\n") == 1 and message in done.stderr, done.stderr
+
+
+def test_a_model_openai_will_shut_down_is_named_at_start(bot: Bot) -> None:
+    bot.start(TUTOR_MODEL="gpt-5-mini")
+    assert bot.stop() == 0
+    assert bot.log is not None
+    lines = []
+    with contextlib.suppress(EOFError):
+        while True:
+            lines.append(bot.log.next())
+    [warning] = [line for line in lines if "shut" in line]
+    assert "WARNING" in warning and "gpt-5-mini (TUTOR_MODEL) " in warning
+    assert "at OpenAI on 2026-12-11: move to gpt-5.4-mini (set TUTOR_MODEL=gpt-5.4-mini)" in warning
 
 
 def test_team_and_asker_are_the_stream_recipients(bot: Bot, fake_slack: FakeSlack) -> None:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
+import os
 import signal
 import sqlite3
 import subprocess
@@ -9,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from fakes.openai_server import FakeOpenAI
+from fakes.openai_server import FakeOpenAI, Fault
 from looper.store.migrations import MIGRATIONS
 from tests.harness import Cli, Lines, new_store_url
 
@@ -57,6 +60,35 @@ def test_seed_flow_with_a_separate_looper(cli: Cli, fake_openai: FakeOpenAI) -> 
     lines = cli.ok("messages").splitlines()
     assert lines == [f"{m['role']}: {m['content']}" for m in history[1:]]
     assert [line.split(":")[0] for line in lines] == ["user", "assistant"] * 3
+
+
+def test_an_answer_cut_off_says_so_and_continue_carries_on(
+    cli: Cli, fake_openai: FakeOpenAI, tmp_path: Path
+) -> None:
+    thread_id = seed_thread(cli)
+    fake_openai.add_faults(Fault(cut_off_after_chunks=2))
+    looper = cli.start("looper")
+    output = Lines(looper.stdout)  # type: ignore[arg-type]
+    try:
+        cli.ok("ask", "How did the universe begin?")
+        cut = output.next().removeprefix(f"[{thread_id}] assistant: ")
+        assert "An answer to: How did the universe begin?".startswith(cut) and cut
+        assert [output.next(), output.next()] == ["", "_(cut off: ask “continue” for the rest)_"]
+        assert "cut off" in cli.run("messages").stderr
+        cli.ok("ask", "continue")
+        assert output.next() == f"[{thread_id}] assistant: An answer to: continue"
+    finally:
+        assert stop(looper) == 0
+    assert fake_openai.requests[1].body["messages"][1:] == [
+        {"role": "user", "content": "How did the universe begin?"},
+        {"role": "assistant", "content": cut},  # as the model wrote it, without the note
+        {"role": "user", "content": "continue"},
+    ]
+    shown = cli.run("messages")
+    assert shown.stdout.splitlines()[1] == f"assistant: {cut}" and shown.stderr == ""
+    with sqlite3.connect(tmp_path / "cli.db") as db:
+        marks = db.execute("SELECT metadata FROM messages WHERE role = 'assistant' ORDER BY id")
+        assert [json.loads(row[0]).get("cut_off") for row in marks] == ["length", None]
 
 
 @pytest.mark.parametrize("when", ["mid-stream", "after-stream"])
@@ -114,6 +146,8 @@ def test_failed_answer_is_reported_and_can_be_retried(cli: Cli) -> None:
     assert "answer it again" in cli.ok("retry")
 
 
+NOT_UTF8 = os.fsdecode(b"caf\xe9")  # passed to the process as the bytes themselves
+UTF8_LOCALE = {"LC_ALL": "C.UTF-8"}  # so that the process reads its arguments as UTF-8
 BAD_INPUTS = {
     "empty question": (["ask", "  "], {}, "the question is empty"),
     "unknown thread": (["ask", "hi", "--thread-id", "thread_nope"], {}, "no thread 'thread_nope'"),
@@ -132,8 +166,49 @@ BAD_INPUTS = {
         {"TUTOR_DATABASE_URL": "sqlite:////tmp"},
         "cannot open the database '/tmp'",
     ),
+    "a device, not a file": (
+        ["thread", "ls"],
+        {"TUTOR_DATABASE_URL": "sqlite:////dev/null"},
+        "cannot open the database '/dev/null': it is not a regular file",
+    ),
+    "in-memory store": (["assistant", "add"], {"TUTOR_DATABASE_URL": "sqlite://"}, "names no file"),
+    "in-memory store, three slashes": (
+        ["assistant", "add"],
+        {"TUTOR_DATABASE_URL": "sqlite:///"},
+        "names no file",
+    ),
     "bad setting": (["thread", "ls"], {"TUTOR_MAX_CONCURRENCY": "many"}, "TUTOR_MAX_CONCURRENCY"),
+    "setting not UTF-8": (
+        ["thread", "ls"],
+        {"TUTOR_MODEL": NOT_UTF8, **UTF8_LOCALE},
+        "TUTOR_MODEL is invalid: not UTF-8 text",
+    ),
+    "question not UTF-8": (
+        ["ask", NOT_UTF8],
+        UTF8_LOCALE,
+        "QUESTION is not UTF-8 text (byte 0xe9)",
+    ),
+    "thread id not UTF-8": (
+        ["ask", "hi", "--thread-id", NOT_UTF8],
+        UTF8_LOCALE,
+        "--thread-id is not UTF-8 text (byte 0xe9)",
+    ),
+    "name not UTF-8": (
+        ["assistant", "add", "--name", NOT_UTF8, "--instructions", "Answer."],
+        UTF8_LOCALE,
+        "--name is not UTF-8 text (byte 0xe9)",
+    ),
     "nothing to retry": (["retry"], {}, "nothing to retry"),
+    "move an unknown assistant": (
+        ["assistant", "move", "Nobody", "--model", "gpt-5.4"],
+        {},
+        "no assistant 'Nobody' (assistants: Physics Tutor)",
+    ),
+    "move to no model": (
+        ["assistant", "move", "Physics Tutor", "--model", " "],
+        {},
+        "the model name is empty",
+    ),
 }
 
 
@@ -147,6 +222,65 @@ def test_bad_input_is_one_line_on_stderr_and_loses_nothing(cli: Cli, case: str) 
     assert done.stderr.count("\n") == 1 and done.stderr.startswith("tutor: "), done.stderr
     assert message in done.stderr
     assert cli.ok("messages") == "user: kept question\n"
+    assert len(cli.ok("assistant", "ls").splitlines()) == 1
+
+
+@pytest.mark.parametrize("command", [["thread", "ls"], ["run"]])
+def test_an_env_file_that_is_not_utf8_is_one_line(cli: Cli, command: list[str]) -> None:
+    env_file = cli.cwd / ".env"
+    env_file.write_bytes(b"OPENAI_API_KEY=sk-x\n# caf\xe9 au lait\n")
+    done = cli.run(*command)
+    assert done.returncode == 1
+    assert done.stderr == "tutor: .env is not UTF-8 text (byte 0xe9 on line 2): save it as UTF-8\n"
+
+
+def test_models_openai_will_shut_down_are_named_at_start_and_threads_can_move(
+    cli: Cli, fake_openai: FakeOpenAI
+) -> None:
+    cli.ok("assistant", "add", "--name", "Poet", "--instructions", "Rhyme.", "--model", "gpt-4o")
+    tutor = last_line(cli.ok("assistant", "add"))
+    old = last_line(cli.ok("thread", "add", "--assistant-id", tutor, TUTOR_MODEL="gpt-5-mini"))
+    cli.ok("thread", "add", "--assistant-id", tutor, "--model", "gpt-5.4")
+    warned = start_warnings(cli, TUTOR_MODEL="gpt-5-mini")
+    assert sorted(warned) == ["gpt-4o (assistant 'Poet')", "gpt-5-mini (TUTOR_MODEL, 1 thread)"]
+    assert (
+        "at OpenAI on 2026-12-11: move to gpt-5.4-mini"
+        in warned["gpt-5-mini (TUTOR_MODEL, 1 thread)"]
+    )
+    assert "at OpenAI on 2027-01-14: move to gpt-5.4 " in warned["gpt-4o (assistant 'Poet')"]
+    assert sorted(start_warnings(cli)) == ["gpt-4o (assistant 'Poet')", "gpt-5-mini (1 thread)"]
+
+    moved = cli.ok(
+        "assistant", "move", "physics tutor", "--model", "gpt-5.4-mini", "--from", "gpt-5-mini"
+    )
+    assert moved == "moved assistant 'Physics Tutor' and 1 of its threads to gpt-5.4-mini\n"
+    assert sorted(start_warnings(cli)) == ["gpt-4o (assistant 'Poet')"]
+    assert [line.split("\t")[2] for line in cli.ok("thread", "ls").splitlines()] == [
+        "gpt-5.4",
+        "gpt-5.4-mini",
+    ]
+    assert "\tPhysics Tutor\tgpt-5.4-mini\t" in cli.ok("assistant", "ls")
+    looper = cli.start("looper")
+    try:
+        cli.ok("ask", "still here?", "--thread-id", old)
+        assert Lines(looper.stdout).next().endswith("An answer to: still here?")  # type: ignore[arg-type]
+    finally:
+        assert stop(looper) == 0
+    assert fake_openai.requests[-1].body["model"] == "gpt-5.4-mini"
+
+
+def start_warnings(cli: Cli, **env: str) -> dict[str, str]:
+    """What a starting `tutor looper` warns of, by model and what uses it."""
+    looper = cli.start("looper", **env)
+    log = Lines(looper.stderr)  # type: ignore[arg-type]
+    assert log.next().startswith("looper ")
+    assert stop(looper) == 0
+    lines = []
+    with contextlib.suppress(EOFError):
+        while True:
+            lines.append(log.next())
+    assert all(line.startswith("tutor: warning: ") for line in lines), lines
+    return {line[16:].partition(") ")[0] + ")": line for line in lines}
 
 
 def test_no_thread_yet(cli: Cli) -> None:
@@ -180,6 +314,8 @@ def test_move_a_sqlite_store_into_postgresql(cli: Cli, tmp_path: Path) -> None:
     bad = tmp_path / "bad.json"
     bad.write_text("{not json")
     assert "is not a tutor export" in cli.run("import", str(bad)).stderr
+    bad.write_bytes(b'{"assistants": ["caf\xe9"]}')
+    assert cli.run("import", str(bad)).stderr.endswith("byte 0xe9 is not UTF-8\n")
 
 
 def test_refuses_a_schema_newer_than_it_knows(cli: Cli, tmp_path: Path) -> None:

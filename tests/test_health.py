@@ -17,6 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from fakes.openai_server import FakeOpenAI, Fault
 from fakes.slack_server import FakeSlack
 from looper.models import ChatCompletionPhysicsTutor, ChatCompletionThread
+from looper.settings import DEFAULT_MODEL
 from looper.store import Store
 from tests.harness import CREATED_DATABASES, Bot, fresh_postgres_database, on_postgres_server
 from tests.slack_user import CLASS, STUDENT, ask, wait_answers
@@ -112,7 +113,7 @@ def test_metrics_count_a_question_its_retries_and_its_answer(
     assert found["tutor_answers_failed_total"] == 0
     assert found['tutor_openai_retries_total{reason="transient"}'] == 1
     assert found['tutor_slack_rate_limited_total{method="chat.postMessage"}'] == 1
-    tokens = 'tutor_openai_tokens_total{kind="%s",model="gpt-5-mini"}'
+    tokens = 'tutor_openai_tokens_total{kind="%s",model="' + DEFAULT_MODEL + '"}'
     assert found[tokens % "prompt"] > 0 and found[tokens % "completion"] > 0
     assert found["tutor_answer_latency_seconds_count"] == 1
     assert found["tutor_answer_latency_seconds_sum"] > 0

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from looper.models import ChatCompletionPhysicsTutor, ChatCompletionThread
-from looper.store import open_store
+from looper.store import StoreError, open_store
 from looper.store.sql import PENDING
 from looper.store.sqlite import sqlite_path
 
@@ -17,7 +17,9 @@ from looper.store.sqlite import sqlite_path
 def test_sqlite_urls() -> None:
     assert sqlite_path("sqlite:///tutor.db") == "tutor.db"
     assert sqlite_path("sqlite:////var/lib/tutor.db") == "/var/lib/tutor.db"
-    assert sqlite_path("sqlite://") == ":memory:"
+    for in_memory in ("sqlite://", "sqlite:///", "sqlite:///:memory:"):
+        with pytest.raises(StoreError, match="names no file"):
+            sqlite_path(in_memory)
 
 
 async def test_wal_and_pending_index(tmp_path: Path) -> None:

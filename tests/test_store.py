@@ -365,3 +365,23 @@ async def test_export_then_import_loses_nothing(store: Store, tmp_path: Path) ->
                 await target.import_all(snapshot)
         finally:
             await target.close()
+
+
+async def test_an_assistant_and_its_threads_move_to_another_model(store: Store) -> None:
+    tutor = await store.add_assistant(ChatCompletionPhysicsTutor())
+    other = await store.add_assistant(BaseAssistant(name="Poet", instructions="Rhyme."))
+    models = ["gpt-5-mini", "gpt-5-mini", "gpt-5.4"]
+    for assistant, model in [(tutor, m) for m in models] + [(other, "gpt-5-mini")]:
+        thread = ChatCompletionThread(assistant_id=assistant.id, chat_completion_model=model)
+        await store.add_thread(thread)
+    assert await store.thread_models() == {"gpt-5-mini": 3, "gpt-5.4": 1}
+
+    assert await store.move_assistant(tutor.id, "gpt-5.4-mini", from_model="gpt-5-mini") == 2
+    assert await store.thread_models() == {"gpt-5.4-mini": 2, "gpt-5.4": 1, "gpt-5-mini": 1}
+    assert (await store.get_assistant(tutor.id)).model == "gpt-5.4-mini"
+    assert (await store.get_assistant(other.id)).model is None  # not its threads either
+
+    assert await store.move_assistant(tutor.id, "gpt-5.5") == 3  # without from: all of them
+    assert await store.thread_models() == {"gpt-5.5": 3, "gpt-5-mini": 1}
+    with pytest.raises(NotFound):
+        await store.move_assistant("asst_missing", "gpt-5.5")

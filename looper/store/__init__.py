@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 from looper.store.dialect import Dialect
-from looper.store.errors import Conflict, LeaseLost, NotFound, SchemaTooNew, StoreError
+from looper.store.errors import (
+    Conflict,
+    LeaseLost,
+    NotFound,
+    SchemaTooNew,
+    StoreError,
+    StoreUnavailable,
+)
 from looper.store.sql import Store
 
 __all__ = [
@@ -13,6 +20,7 @@ __all__ = [
     "SchemaTooNew",
     "Store",
     "StoreError",
+    "StoreUnavailable",
     "open_store",
 ]
 

@@ -21,3 +21,8 @@ class LeaseLost(StoreError):
 
 class SchemaTooNew(StoreError):
     """The database was migrated by a newer tutor than this one."""
+
+
+class StoreUnavailable(StoreError):
+    """The database cannot be reached (down, restarting, refusing connections); trying
+    again later may work."""

@@ -20,12 +20,28 @@ from typing import Any
 import asyncpg
 
 from looper.store.dialect import ColumnTypes, Connection, Dialect, Row, opened
-from looper.store.errors import StoreError
+from looper.store.errors import StoreError, StoreUnavailable
 
 log = logging.getLogger(__name__)
 CHANNEL = "tutor_work"
 SCHEMA_LOCK = 7_315_002  # pg_advisory_xact_lock key: one replica migrates at a time
-RELISTEN_DELAYS = (0.5, 1, 2, 5, 10, 30)
+RELISTEN_DELAYS = (0.5, 1, 2, 5, 10, 30)  # then every 30 s until it listens again
+# Failing to get a connection means the database is out of reach, whatever the reason (down,
+# not accepting connections, dropped); a statement fails that way only with these, or when
+# it finds its connection closed.
+CANNOT_CONNECT = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+)
+LOST_CONNECTION = (
+    OSError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.exceptions.OperatorInterventionError,  # e.g. terminated by an administrator
+    asyncpg.InternalClientError,  # a connection whose server went away while it was idle
+)
 
 
 @functools.lru_cache(maxsize=512)
@@ -76,7 +92,9 @@ class Postgres(Dialect):
     async def open(self, on_work: Callable[[], None]) -> None:
         self._on_work = on_work
         try:
-            self._pool = await asyncpg.create_pool(self.url, min_size=1, max_size=self.pool_size)
+            # No floor of open connections: asyncpg would log a traceback each time it failed
+            # to restore it while the database is away (the looper reports that once).
+            self._pool = await asyncpg.create_pool(self.url, min_size=0, max_size=self.pool_size)
             await self._listen()
         except (OSError, asyncpg.PostgresError, ValueError) as exc:
             await self.close()
@@ -98,13 +116,14 @@ class Postgres(Dialect):
             asyncio.get_running_loop().create_task(self._relisten())
 
     async def _relisten(self) -> None:
-        for delay in RELISTEN_DELAYS:
+        delays = itertools.chain(RELISTEN_DELAYS, itertools.repeat(RELISTEN_DELAYS[-1]))
+        while self._pool is not None:
             try:
                 await self._listen()
                 self._on_work()  # something may have happened while deaf
                 return
-            except (OSError, asyncpg.PostgresError):
-                await asyncio.sleep(delay)
+            except CANNOT_CONNECT:
+                await asyncio.sleep(next(delays))
 
     async def close(self) -> None:
         pool, self._pool = self._pool, None
@@ -115,12 +134,35 @@ class Postgres(Dialect):
             await pool.close()
 
     @asynccontextmanager
+    async def _acquired(self) -> AsyncIterator[asyncpg.Connection]:
+        """A pooled connection; StoreUnavailable when the database is out of reach."""
+        pool = self.pool
+        try:
+            db = await pool.acquire()
+        except CANNOT_CONNECT as exc:
+            raise self._unavailable(exc) from exc
+        try:
+            yield db
+        except LOST_CONNECTION as exc:
+            raise self._unavailable(exc) from exc
+        except (asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            if db.is_closed():
+                raise self._unavailable(exc) from exc
+            raise
+        finally:
+            await pool.release(db)
+
+    def _unavailable(self, error: Exception) -> StoreUnavailable:
+        reason = " ".join(str(error).split()) or type(error).__name__
+        return StoreUnavailable(f"cannot reach the database {self._safe_url()}: {reason}")
+
+    @asynccontextmanager
     async def connection(self) -> AsyncIterator[Connection]:
-        async with self.pool.acquire() as db:
+        async with self._acquired() as db:
             yield PostgresConnection(db)
 
     @asynccontextmanager
     async def transaction(self, snapshot: bool = False) -> AsyncIterator[Connection]:
         isolation = "repeatable_read" if snapshot else None
-        async with self.pool.acquire() as db, db.transaction(isolation=isolation):
+        async with self._acquired() as db, db.transaction(isolation=isolation):
             yield PostgresConnection(db)

@@ -248,6 +248,30 @@ class Store:
         """Threads with activity at or after `moment`, most recent first."""
         return await self._threads("WHERE last_activity >= ? ORDER BY last_activity DESC", moment)
 
+    async def thread_models(self) -> dict[str, int]:
+        """How many threads each model answers."""
+        rows = await self._fetch(
+            "SELECT chat_completion_model AS model, count(*) AS threads FROM threads "
+            "GROUP BY chat_completion_model"
+        )
+        return {r["model"]: int(r["threads"]) for r in rows}
+
+    async def move_assistant(
+        self, assistant_id: str, model: str, from_model: str | None = None
+    ) -> int:
+        """Set the assistant's model and its threads' (only those on `from_model`, when
+        given) in one transaction; how many threads moved. Raises NotFound."""
+        only, args = (" AND chat_completion_model = ?", [from_model]) if from_model else ("", [])
+        async with self.dialect.transaction() as db:
+            if not await db.execute(
+                "UPDATE assistants SET model = ? WHERE id = ?", model, assistant_id
+            ):
+                raise NotFound(f"no assistant {assistant_id!r}")
+            return await db.execute(
+                f"UPDATE threads SET chat_completion_model = ? WHERE assistant_id = ?{only}",
+                *(model, assistant_id, *args),
+            )
+
     async def _threads(self, condition: str, *args: Any) -> list[ChatCompletionThread]:
         rows = await self._fetch(f"SELECT {THREAD_COLUMNS} FROM threads {condition}", *args)
         return [_parsed(ChatCompletionThread, r) for r in rows]

@@ -21,15 +21,37 @@ import aiosqlite
 from looper.store.dialect import ColumnTypes, Connection, Dialect, Row, opened
 from looper.store.errors import StoreError
 
+IN_MEMORY = ("", "/", "/:memory:")
+
 
 def sqlite_path(url: str) -> str:
-    """`sqlite:///rel.db` is relative, `sqlite:////abs.db` absolute, `sqlite://` in memory."""
+    """`sqlite:///rel.db` is relative, `sqlite:////abs.db` absolute.
+
+    A URL without a file would open an in-memory database, whose every write is gone when
+    the command ends (`tutor assistant add` would print an id that no longer exists), so it
+    is refused; nothing needs one (the tests use files).
+    """
     if not url.startswith("sqlite://"):
         raise StoreError(f"not a SQLite URL: {url!r}")
     path = url.removeprefix("sqlite://")
-    if path in ("", "/", "/:memory:"):
-        return ":memory:"
+    if path in IN_MEMORY:
+        raise StoreError(
+            f"TUTOR_DATABASE_URL {url!r} names no file (an in-memory store would lose "
+            "everything when tutor exits): use sqlite:///tutor.db or sqlite:////absolute/path.db"
+        )
     return path.removeprefix("/")
+
+
+def refuse_unusable(path: str) -> None:
+    """A folder, a device (/dev/null) or a pipe is no database: SQLite would fail late, and
+    would create its journal beside it (as /dev/null-journal)."""
+    directory = os.path.dirname(path)
+    if directory and not os.path.isdir(directory):
+        raise StoreError(f"cannot open the database {path!r}: no directory {directory!r}")
+    if os.path.isdir(path):
+        raise StoreError(f"cannot open the database {path!r}: it is a folder")
+    if os.path.exists(path) and not os.path.isfile(path):
+        raise StoreError(f"cannot open the database {path!r}: it is not a regular file")
 
 
 def _value(value: Any) -> Any:
@@ -70,11 +92,7 @@ class SQLite(Dialect):
 
     def __init__(self, url: str) -> None:
         self.path = sqlite_path(url)
-        directory = os.path.dirname(self.path)
-        if self.path != ":memory:" and directory and not os.path.isdir(directory):
-            raise StoreError(f"cannot open the database {self.path!r}: no directory {directory!r}")
-        if os.path.isdir(self.path):  # found before aiosqlite's thread trips over it
-            raise StoreError(f"cannot open the database {self.path!r}: it is a folder")
+        refuse_unusable(self.path)
         self._db: aiosqlite.Connection | None = None
         self._turn = asyncio.Lock()
 
