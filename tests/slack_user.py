@@ -33,12 +33,18 @@ def wait_answers(slack: FakeSlack, channel: str, root: str, count: int) -> list[
 
 
 def ask(slack: FakeSlack, question: str, user: str = STUDENT, channel: str = CLASS) -> str:
-    """/tutor ask; returns the ts of the root message the bot posts."""
-    before = len(slack.messages(channel))
+    """/tutor ask; returns the ts of the root message the bot posts for it."""
     assert slack.wait_ack(slack.slash(user, channel, f"ask {question}")) == {}
-    root = slack.wait_until(lambda: len(slack.messages(channel)) > before)
-    assert root
-    return str(slack.messages(channel)[before]["ts"])
+    text = f"<@{user}> asked: {question}"
+    found = slack.wait_until(
+        lambda: [m for m in slack.messages(channel) if m["text"] == text and is_root(m)]
+    )
+    return str(found[-1]["ts"])
+
+
+def is_root(message: dict[str, Any]) -> bool:
+    """A root message the bot posted for a conversation started with /tutor."""
+    return (message.get("metadata") or {}).get("event_type") == "tutor_thread"
 
 
 def ephemeral(slack: FakeSlack, user: str, text: str, channel: str = CLASS) -> str:

@@ -10,26 +10,18 @@ from bot.formatting import NOT_IN_CHANNEL
 from fakes.openai_server import FakeOpenAI
 from fakes.slack_server import BOT_ID, FakeSlack
 from tests.harness import Bot
-from tests.slack_user import CLASS, STUDENT, answers, wait_answers
+from tests.slack_user import CLASS, STUDENT, answers, is_root, wait_answers
 
 QUESTION = "How did the universe begin?"
 
 
 def roots(slack: FakeSlack, channel: str = CLASS) -> list[dict[str, Any]]:
-    return [
-        m
-        for m in slack.messages(channel)
-        if (m.get("metadata") or {}).get("event_type") == "tutor_thread"
-    ]
+    return [m for m in slack.messages(channel) if is_root(m)]
 
 
 def slash_ask(slack: FakeSlack, question: str = QUESTION, channel: str = CLASS) -> None:
     """/tutor ask, acknowledged (once stored) with nothing to say."""
     assert slack.wait_ack(slack.slash(STUDENT, channel, f"ask {question}")) == {}
-
-
-def is_root(args: dict[str, Any]) -> bool:
-    return (args.get("metadata") or {}).get("event_type") == "tutor_thread"
 
 
 def test_killed_before_the_root_is_posted(bot: Bot, fake_slack: FakeSlack) -> None:

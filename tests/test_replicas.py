@@ -18,7 +18,7 @@ import asyncpg
 from fakes.openai_server import FakeOpenAI
 from fakes.slack_server import BOT_ID, FakeSlack
 from tests.harness import Bot, Cli, new_store_url
-from tests.slack_user import STUDENT, answers
+from tests.slack_user import STUDENT, answers, is_root
 
 LEASE = "2"
 
@@ -171,7 +171,7 @@ ONE_CHANNEL = "C0CROWDED1"
 
 def root_of(message: dict[str, Any]) -> int | None:
     """Which of the 50 asks a root message is for."""
-    if (message.get("metadata") or {}).get("event_type") != "tutor_thread":
+    if not is_root(message):
         return None
     return int(message["text"].rsplit(" of ", 1)[1])
 
