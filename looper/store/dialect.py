@@ -82,6 +82,10 @@ class Dialect(ABC):
     def connection(self) -> AbstractAsyncContextManager[Connection]:
         """A session for statements that each stand alone."""
 
+    def reading(self) -> AbstractAsyncContextManager[Connection]:
+        """A session for reads that each stand alone (and may run beside writes)."""
+        return self.connection()
+
     @abstractmethod
     def transaction(self, snapshot: bool = False) -> AbstractAsyncContextManager[Connection]:
         """A session whose statements commit together; with `snapshot`, a read-only one

@@ -121,7 +121,7 @@ class Store:
         return int((await self._fetch(SCHEMA_VERSION))[0]["version"])
 
     async def _fetch(self, sql: str, *args: Any) -> list[Row]:
-        async with self.dialect.connection() as db:
+        async with self.dialect.reading() as db:
             return await db.fetch(sql, *args)
 
     # assistants

@@ -1,8 +1,9 @@
 """SQLite, the default: one file in WAL mode.
 
-One connection per process, driven by aiosqlite's worker thread, so no statement blocks the
-event loop. A lock hands the connection to one store operation at a time, so the statements
-of two operations never interleave. Writes take `BEGIN IMMEDIATE`, which lets several
+One writing connection per process, driven by aiosqlite's worker thread, so no statement
+blocks the event loop. A lock hands it to one store operation at a time, so the statements
+of two operations never interleave. Lone reads go through a second, read-only connection,
+so that they do not wait behind writes. Writes take `BEGIN IMMEDIATE`, which lets several
 processes (`tutor looper` and `tutor ask` in two terminals) share the file safely.
 """
 
@@ -94,6 +95,7 @@ class SQLite(Dialect):
         self.path = sqlite_path(url)
         refuse_unusable(self.path)
         self._db: aiosqlite.Connection | None = None
+        self._reader: aiosqlite.Connection | None = None
         self._turn = asyncio.Lock()
 
     @property
@@ -102,18 +104,33 @@ class SQLite(Dialect):
 
     async def open(self, on_work: Callable[[], None]) -> None:
         try:
-            self._db = await aiosqlite.connect(self.path, isolation_level=None)
-            self._db.row_factory = sqlite3.Row
-            for pragma in PRAGMAS:
-                await self._db.execute(f"PRAGMA {pragma}")
+            self._db = await self._connect()
+            self._reader = await self._connect("query_only = ON")
         except sqlite3.DatabaseError as exc:
             await self.close()
             raise StoreError(f"cannot open the database {self.path!r}: {exc}") from exc
 
+    async def _connect(self, *pragmas: str) -> aiosqlite.Connection:
+        db = await aiosqlite.connect(self.path, isolation_level=None)
+        db.row_factory = sqlite3.Row
+        try:
+            for pragma in (*PRAGMAS, *pragmas):
+                await db.execute(f"PRAGMA {pragma}")
+        except BaseException:
+            await db.close()  # its worker thread would keep the process alive
+            raise
+        return db
+
     async def close(self) -> None:
-        db, self._db = self._db, None
-        if db is not None:
-            await db.close()
+        for db in (self._db, self._reader):
+            if db is not None:
+                await db.close()
+        self._db = self._reader = None
+
+    @asynccontextmanager
+    async def reading(self) -> AsyncIterator[Connection]:
+        # WAL: readers see the last commit and never wait for the writer's turn.
+        yield SQLiteConnection(opened(self._reader))
 
     @asynccontextmanager
     async def connection(self) -> AsyncIterator[Connection]:
