@@ -92,7 +92,9 @@ def test_threads_for_admins_with_a_working_link(bot: Bot, fake_slack: FakeSlack)
     bot.start()
     root = ask(fake_slack, "How did the universe begin?")
     wait_answers(fake_slack, CLASS, root, 1)
-    listing = ephemeral(fake_slack, ADMIN, "threads")
+    deadline = time.monotonic() + 10  # the answer shows in Slack just before it is committed
+    while "2 messages" not in (listing := ephemeral(fake_slack, ADMIN, "threads")):
+        assert time.monotonic() < deadline, listing
     assert "Physics Tutor" in listing and f"<#{CLASS}>" in listing and "2 messages" in listing
     link = re.search(r"<(http[^|>]+)\|open>", listing)
     assert link, listing
