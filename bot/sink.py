@@ -36,26 +36,41 @@ class SlackSink:
         self.api = api
         self.elsewhere = elsewhere or ConsoleSink()
         self.roots = RootPoster(api)
+        self.status_at_root: set[str] = set()  # threads placed just now, "is thinking…" shown
 
     async def place(self, job: Job) -> Placed:
         request = ChannelRequest.of(job.thread)
         if request is None:
             return await self.elsewhere.place(job)
-        return await self.roots.place(job, request)
+        placed = await self.roots.place(job, request)
+        place = SlackThread.from_metadata(placed.metadata)
+        if (
+            place
+            and job.thread.pending
+            and await show_thinking(self.api, place.channel, place.thread_ts)
+        ):
+            self.status_at_root.add(job.thread.id)  # the first sign of work, at once
+        return placed
 
     async def open(self, job: Job) -> Reply:
         place = SlackThread.of(job.thread)
         if place is None:
             return await self.elsewhere.open(job)
+        shown_at_root = job.thread.id in self.status_at_root
+        self.status_at_root.discard(job.thread.id)
         if job.resumed_ref:
             return await self._resume(job, place, job.resumed_ref)
-        return await StreamReply.start(self.api, job, place) or await self._show_working(job, place)
+        return await StreamReply.start(self.api, job, place) or await self._show_working(
+            job, place, shown_at_root
+        )
 
-    async def _show_working(self, job: Job, place: SlackThread) -> SlackReply:
+    async def _show_working(
+        self, job: Job, place: SlackThread, shown_at_root: bool = False
+    ) -> SlackReply:
         """The status under the thread, or where Slack refuses it, a placeholder reply."""
         question = job.question
         shown = status_shown(question) and utcnow() - question.created_at < STATUS_STILL_SHOWN
-        if shown or await show_thinking(self.api, place.channel, place.thread_ts):
+        if shown or shown_at_root or await show_thinking(self.api, place.channel, place.thread_ts):
             return StatusReply(self.api, job, place)
         placeholder = await self.api.call(
             "chat.postMessage", channel=place.channel, thread_ts=place.thread_ts, text="_Thinking…_"
