@@ -283,6 +283,10 @@ async def test_bindings(store: Store) -> None:
     with pytest.raises(NotFound):
         await store.bind("slack:C2", "asst_missing")
     assert await answering("slack:C2") == first.id
+    await store.bind("slack:C3", second.id)
+    places = ["slack:C1", "slack:C2", "slack:C3", "slack:C1", "slack:C9"]  # read together
+    together = await asyncio.gather(*(answering(p) for p in places))
+    assert together == [second.id, first.id, second.id, second.id, first.id]
 
 
 async def test_thread_with_its_first_question_in_one_step(store: Store) -> None:

@@ -1,8 +1,9 @@
-"""Group commit: many callers' small writes, written together in one transaction.
+"""Batches: many callers' small requests, served together.
 
-Each caller waits for its own item's result. Items that arrive while a batch is being
-written go together in the next one, so a burst of writes (200 `/tutor ask` at once) costs a
-few transactions instead of one each, and none of them waits long.
+Each caller waits for its own item's result. Items that arrive while a batch is being served
+go together in the next one, so a burst (200 `/tutor ask` at once) costs a few transactions
+or queries instead of one each, and none of them waits long. Writes so batched are a group
+commit.
 """
 
 from __future__ import annotations
@@ -13,30 +14,30 @@ from typing import Generic, TypeVar
 
 Item = TypeVar("Item")
 Result = TypeVar("Result")
-# Writes a batch; for each item, its result or the exception that item alone raises.
-WriteBatch = Callable[[list[Item]], Awaitable[list[Result | Exception]]]
+# Serves a batch; for each item, its result or the exception that item alone raises.
+Serve = Callable[[list[Item]], Awaitable[list[Result | Exception]]]
 
 
-class GroupCommit(Generic[Item, Result]):
-    """Collects items and writes them with `write`, one batch at a time."""
+class Batcher(Generic[Item, Result]):
+    """Collects items and serves them with `serve`, one batch at a time."""
 
-    def __init__(self, write: WriteBatch[Item, Result]) -> None:
-        self.write = write
+    def __init__(self, serve: Serve[Item, Result]) -> None:
+        self.serve = serve
         self.waiting: list[tuple[Item, asyncio.Future[Result]]] = []
-        self.writer: asyncio.Task[None] | None = None
+        self.server: asyncio.Task[None] | None = None
 
     async def add(self, item: Item) -> Result:
         future: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
         self.waiting.append((item, future))
-        if self.writer is None or self.writer.done():
-            self.writer = asyncio.create_task(self._write_waiting())
-        return await asyncio.shield(future)  # a cancelled caller's item is still written
+        if self.server is None or self.server.done():
+            self.server = asyncio.create_task(self._serve_waiting())
+        return await asyncio.shield(future)  # a cancelled caller's item is still served
 
-    async def _write_waiting(self) -> None:
+    async def _serve_waiting(self) -> None:
         while self.waiting:
             batch, self.waiting = self.waiting, []
             try:
-                results = await self.write([item for item, _ in batch])
+                results = await self.serve([item for item, _ in batch])
             except Exception as exc:  # the whole batch failed (the database is away, say)
                 results = [exc] * len(batch)
             for (_, future), result in zip(batch, results, strict=True):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Literal, TypeVar
 
@@ -25,12 +26,13 @@ from looper.models import (
     StoredMessage,
     utcnow,
 )
-from looper.store.batch import GroupCommit
+from looper.store.batch import Batcher
 from looper.store.dialect import Connection, Dialect, Row
 from looper.store.errors import Conflict, LeaseLost, NotFound
 from looper.store.migrations import SCHEMA_VERSION, migrate
 
 ASSISTANT_COLUMNS = "id, name, instructions, model, created_at"
+BOUND_ASSISTANT = ", ".join(f"a.{column}" for column in ASSISTANT_COLUMNS.split(", "))
 THREAD_COLUMNS = (
     "id, assistant_id, chat_completion_model, metadata, external_key, created_at, "
     "last_activity, message_count, last_user_id, hwm, settled, last_error, reply_upto, reply_ref, "
@@ -49,6 +51,11 @@ M = TypeVar("M", bound=BaseModel)
 Role = Literal["user", "assistant"]
 NewThread = tuple[ChatCompletionThread, NewMessage | None]
 BATCH = 500  # ids per IN (…) list, well under every database's limit on parameters
+
+
+def _marks(values: Sequence[Any]) -> str:
+    """The placeholders of an IN (…) list."""
+    return ", ".join("?" * len(values))
 
 
 def _parsed(model: type[M], row: Row) -> M:
@@ -103,7 +110,8 @@ class Store:
     def __init__(self, dialect: Dialect) -> None:
         self.dialect = dialect
         self._work = asyncio.Event()
-        self._new_threads = GroupCommit(self._add_threads)
+        self._new_threads = Batcher(self._add_threads)
+        self._bound = Batcher(self._assistants_for)
 
     async def open(self) -> None:
         """Connect and bring the schema up to date."""
@@ -163,20 +171,30 @@ class Store:
             )
 
     async def assistant_for(self, place: str) -> BaseAssistant | None:
-        """The assistant bound to `place`, else the oldest one; None when there is none."""
-        found = await self._assistants(
-            "a LEFT JOIN bindings b ON b.assistant_id = a.id AND b.place = ? "
-            "ORDER BY (b.place IS NULL), a.created_at, a.id LIMIT 1",
-            place,
-        )
-        return found[0] if found else None
+        """The assistant bound to `place`, else the oldest one; None when there is none
+        (places asked for at the same moment are read together)."""
+        return await self._bound.add(place)
+
+    async def _assistants_for(self, places: list[str]) -> list[BaseAssistant | Exception | None]:
+        wanted = sorted(set(places))
+        by_place: dict[str, BaseAssistant] = {}
+        for start in range(0, len(wanted), BATCH):
+            chunk = wanted[start : start + BATCH]
+            rows = await self._fetch(
+                f"SELECT b.place, {BOUND_ASSISTANT} FROM bindings b "
+                f"JOIN assistants a ON a.id = b.assistant_id WHERE b.place IN ({_marks(chunk)})",
+                *chunk,
+            )
+            by_place.update({r["place"]: BaseAssistant.model_validate(r) for r in rows})
+        oldest = await self._assistants("ORDER BY created_at, id LIMIT 1")
+        return [by_place.get(place, oldest[0] if oldest else None) for place in places]
 
     # threads
     async def add_thread(
         self, thread: ChatCompletionThread, first: NewMessage | None = None
     ) -> ChatCompletionThread:
         """Add a thread, with its first user message in the same transaction (threads added
-        at the same moment share one; see `GroupCommit`).
+        at the same moment share one; see `Batcher`).
 
         Raises NotFound for an unknown assistant, Conflict for a taken external key or id.
         """
@@ -209,8 +227,7 @@ class Store:
 
     @staticmethod
     async def _known_assistants(db: Connection, ids: set[str]) -> set[str]:
-        marks = ", ".join("?" * len(ids))
-        rows = await db.fetch(f"SELECT id FROM assistants WHERE id IN ({marks})", *ids)
+        rows = await db.fetch(f"SELECT id FROM assistants WHERE id IN ({_marks(list(ids))})", *ids)
         return {row["id"] for row in rows}
 
     @staticmethod
@@ -342,7 +359,7 @@ class Store:
             batch = thread_ids[start : start + BATCH]
             rows = await db.fetch(
                 f"SELECT {MESSAGE_COLUMNS} FROM messages "
-                f"WHERE thread_id IN ({', '.join('?' * len(batch))}) ORDER BY thread_id, id",
+                f"WHERE thread_id IN ({_marks(batch)}) ORDER BY thread_id, id",
                 *batch,
             )
             for row in rows:
