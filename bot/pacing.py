@@ -83,8 +83,7 @@ class Pacer:
         posts_per_second: float = POSTS_PER_SECOND,
         history: HistoryLimit | None = None,
     ) -> None:
-        self.replicas = max(1, replicas)
-        self.share = MARGIN / self.replicas
+        self.share = MARGIN / max(1, replicas)
         self.posts_per_second = posts_per_second
         self.history = history or HistoryLimit()
         self.buckets: dict[tuple[str, str], Bucket] = {}
@@ -99,7 +98,7 @@ class Pacer:
         capacity: float
         per_second: float
         if method == "chat.postMessage":
-            capacity, per_second = POST_BURST / self.replicas, self.posts_per_second * self.share
+            capacity, per_second = POST_BURST, self.posts_per_second * self.share
         elif method in HISTORY_METHODS:
             per_second = self.history.per_minute * self.share / 60
             capacity = 1 if self.history.restricted else per_second * 60
