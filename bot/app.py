@@ -117,7 +117,7 @@ async def serve_with(
 ) -> None:
     health = HealthServer(store)
     await health.start(settings.tutor_http_port)  # first: a taken port stops here, in one line
-    tutor = Tutor(store, settings.tutor_model)
+    tutor = Tutor.from_settings(store, settings)
     api = SlackApi(
         make_client(settings.slack_bot_token, settings.slack_api_url, session),
         Pacer(

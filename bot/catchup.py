@@ -18,9 +18,9 @@ from typing import Any
 from slack_sdk.errors import SlackApiError
 
 from bot.events import EventHandlers, is_person_speaking, without_mentions
-from bot.places import SlackThread, asker, slack_ts
+from bot.places import SlackThread, asker, asker_key, slack_ts
 from bot.web import SlackApi, slack_error
-from looper.core import Tutor
+from looper.core import InvalidInput, Tutor
 from looper.models import utcnow
 
 log = logging.getLogger(__name__)
@@ -81,12 +81,17 @@ class ThreadReplies:
             if message["ts"] == place.thread_ts or float(message["ts"]) <= float(newest):
                 continue
             if is_person_speaking(message):
-                await self.tutor.ask(
-                    without_mentions(message["text"]),
-                    thread_id,
-                    metadata=asker(message["user"], message["ts"]),
-                    external_id=message["ts"],
-                )
+                try:
+                    await self.tutor.ask(
+                        without_mentions(message["text"]),
+                        thread_id,
+                        metadata=asker(message["user"], message["ts"]),
+                        external_id=message["ts"],
+                        asker=asker_key(message["user"]),
+                    )
+                except InvalidInput as refused:
+                    log.info("catch-up skipped a question in %s: %s", thread_id, refused)
+                    continue
                 added += 1
         return added
 

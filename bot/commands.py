@@ -23,7 +23,7 @@ from bot.admins import Admins
 from bot.background import Background
 from bot.formatting import NOT_IN_CHANNEL, permalink_fallback
 from bot.middleware import INVOCATION
-from bot.places import USER, ChannelRequest, SlackThread, channel_place
+from bot.places import USER, ChannelRequest, SlackThread, asker_key, channel_place
 from bot.routes import Invocation, Route
 from bot.web import SlackApi, slack_error
 from looper.core import Tutor
@@ -125,7 +125,9 @@ class TutorCommands:
     # anyone
     async def ask(self, call: Command) -> None:
         assistant = await self.tutor.assistant_for(channel_place(call.channel))
-        question = NewMessage(content=call.args, metadata={USER: call.user})
+        question = NewMessage(
+            content=call.args, metadata={USER: call.user}, asker=asker_key(call.user)
+        )
         await self.tutor.start_thread(
             assistant, call.request.metadata, question, awaiting_place=True
         )

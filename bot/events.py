@@ -15,10 +15,10 @@ from slack_sdk.errors import SlackApiError
 
 from bot.background import Background
 from bot.formatting import ANSWERED, answered_blocks
-from bot.places import SlackThread, asker, channel_place
+from bot.places import SlackThread, asker, asker_key, channel_place
 from bot.status import show_thinking
 from bot.web import SlackApi, slack_error
-from looper.core import Tutor
+from looper.core import InvalidInput, Tutor
 from looper.models import NewMessage
 from looper.store import Conflict, StoreError
 
@@ -52,6 +52,12 @@ class EventHandlers:
         """A reply in a tutor thread is a question; in a DM every message is one."""
         if not is_person_speaking(event):
             return
+        try:
+            await self._on_message(event, context)
+        except InvalidInput as refused:
+            await self._tell(event, str(refused))
+
+    async def _on_message(self, event: dict[str, Any], context: dict[str, Any]) -> None:
         thread_ts = event.get("thread_ts")
         if thread_ts and thread_ts != event["ts"]:
             if await self._ask_in_thread(event, thread_ts):
@@ -63,6 +69,12 @@ class EventHandlers:
         """A mention starts a conversation rooted at itself (or joins the thread it is in)."""
         if not is_person_speaking(event):
             return
+        try:
+            await self._on_mention(event, context)
+        except InvalidInput as refused:
+            await self._tell(event, str(refused))
+
+    async def _on_mention(self, event: dict[str, Any], context: dict[str, Any]) -> None:
         thread_ts = event.get("thread_ts")
         if thread_ts and await self._ask_in_thread(event, thread_ts):
             return
@@ -72,12 +84,14 @@ class EventHandlers:
         thread = await self.tutor.threads.by_key(SlackThread(event["channel"], thread_ts).key)
         if thread is None:
             return False
+        self.tutor.check_question(without_mentions(event["text"]))
         shown = await show_thinking(self.api, event["channel"], thread_ts)
         await self.tutor.ask(
             without_mentions(event["text"]),
             thread.id,
             metadata=asker(event["user"], event["ts"], shown),
             external_id=event["ts"],
+            asker=asker_key(event["user"]),
         )
         return True
 
@@ -85,12 +99,14 @@ class EventHandlers:
         place = SlackThread(
             event["channel"], root, event.get("team") or context.get("team_id") or ""
         )
+        self.tutor.check_question(without_mentions(event["text"]))
         shown = await show_thinking(self.api, place.channel, root)
         assistant = await self.tutor.assistant_for(channel_place(place.channel))
         question = NewMessage(
             content=without_mentions(event["text"]),
             metadata=asker(event["user"], event["ts"], shown),
             external_id=event["ts"],
+            asker=asker_key(event["user"]),
         )
         try:
             await self.tutor.start_thread(
@@ -98,6 +114,16 @@ class EventHandlers:
             )
         except Conflict:  # the same event again, or message and app_mention for one post
             await self._ask_in_thread(event, root)
+
+    async def _tell(self, event: dict[str, Any], text: str) -> None:
+        """One line to the person who wrote `event`, only them, in its thread."""
+        await self.api.call(
+            "chat.postEphemeral",
+            channel=event["channel"],
+            user=event["user"],
+            thread_ts=event.get("thread_ts") or event["ts"],
+            text=f"Not asked: {text}.",
+        )
 
     async def on_retry(self, body: dict[str, Any], respond: Any) -> None:
         """A click, acknowledged already: handled after Slack hears back."""

@@ -99,6 +99,11 @@ def asker(user: str, ts: str, thinking_shown: bool = False) -> dict[str, str]:
     return metadata
 
 
+def asker_key(user: str) -> str:
+    """Who asked, as the engine keys askers (it takes turns between them)."""
+    return f"slack:{user}"
+
+
 def asked_by(message: Message) -> str:
     return message.metadata.get(USER, "")
 

@@ -109,7 +109,7 @@ def run_async(fn: Callable[P, Coroutine[Any, Any, R]]) -> Callable[P, R]:
 async def with_tutor(settings: Settings, work: Callable[[Tutor], Awaitable[R]]) -> R:
     store = await open_store(settings.tutor_database_url)
     try:
-        return await work(Tutor(store, settings.tutor_model))
+        return await work(Tutor.from_settings(store, settings))
     finally:
         await store.close()
 
@@ -330,7 +330,9 @@ async def looper(settings: Settings, verbose: bool) -> None:
             f"(concurrency {worker.concurrency})",
             err=True,
         )
-        for warning in await Tutor(store, settings.tutor_model).model_warnings():
+        for warning in await Tutor(
+            store, settings.tutor_model, settings.tutor_max_question_chars
+        ).model_warnings():
             click.echo(f"tutor: warning: {warning}", err=True)
         await worker.run()
     finally:

@@ -14,6 +14,7 @@ from looper.models import (
     NewMessage,
     utcnow,
 )
+from looper.settings import Settings
 from looper.store import NotFound, Store, StoreError
 from looper.tracker import ThreadTracker
 
@@ -25,10 +26,25 @@ class InvalidInput(StoreError):
 class Tutor:
     """Add and list assistants and threads, ask questions, read conversations."""
 
-    def __init__(self, store: Store, default_model: str) -> None:
+    def __init__(self, store: Store, default_model: str, max_question_chars: int = 0) -> None:
         self.store = store
         self.default_model = default_model
+        self.max_question_chars = max_question_chars  # 0: no limit
         self.threads = ThreadTracker(store)
+
+    @classmethod
+    def from_settings(cls, store: Store, settings: Settings) -> Tutor:
+        return cls(store, settings.tutor_model, settings.tutor_max_question_chars)
+
+    def check_question(self, content: str) -> None:
+        """Raises InvalidInput for a question that is empty or too long to send."""
+        if not content.strip():
+            raise InvalidInput("the question is empty")
+        if self.max_question_chars and len(content) > self.max_question_chars:
+            raise InvalidInput(
+                f"the question is {len(content):,} characters long; the limit is "
+                f"{self.max_question_chars:,}: shorten it, or split it into several"
+            )
 
     async def add_assistant(
         self, name: str | None = None, instructions: str | None = None, model: str | None = None
@@ -119,8 +135,8 @@ class Tutor:
         looper does, exactly once)."""
         if model is not None and not model.strip():
             raise InvalidInput("the model name is empty")
-        if first is not None and not first.content.strip():
-            raise InvalidInput("the question is empty")
+        if first is not None:
+            self.check_question(first.content)
         thread = ChatCompletionThread(
             assistant_id=assistant.id,
             chat_completion_model=model or assistant.model or self.default_model,
@@ -141,12 +157,15 @@ class Tutor:
         thread_id: str | None = None,
         metadata: dict[str, str] | None = None,
         external_id: str | None = None,
+        asker: str | None = None,
     ) -> Message:
-        """Append a user message (to the latest thread when no id is given)."""
-        if not content.strip():
-            raise InvalidInput("the question is empty")
+        """Append a user message (to the latest thread when no id is given); `asker` is the
+        front end's key for who asked."""
+        self.check_question(content)
         thread = await self.thread(thread_id)
-        message, new = await self.store.add_user_message(thread.id, content, metadata, external_id)
+        message, new = await self.store.add_user_message(
+            thread.id, content, metadata, external_id, asker
+        )
         if new:
             metrics.QUESTIONS.inc()
         return message

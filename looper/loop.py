@@ -57,6 +57,7 @@ class Looper:
         sink: Sink,
         *,
         concurrency: int = 64,
+        per_asker: int = 0,
         poll_interval: float = 1.0,
         lease_seconds: float = 30.0,
         grace_seconds: float = 5.0,
@@ -66,6 +67,7 @@ class Looper:
         self.completer = completer
         self.sink = sink
         self.concurrency = concurrency
+        self.per_asker = per_asker  # answers in flight per asker, across loopers (0: any)
         self.poll_interval = poll_interval
         self.lease_seconds = lease_seconds
         self.grace_seconds = grace_seconds
@@ -94,6 +96,7 @@ class Looper:
             completer,
             sink,
             concurrency=settings.tutor_max_concurrency,
+            per_asker=settings.tutor_max_per_user,
             poll_interval=settings.tutor_poll_interval,
             lease_seconds=settings.tutor_lease_seconds,
         )
@@ -121,7 +124,9 @@ class Looper:
         free = self.concurrency - len(self.answering)
         if free <= 0:
             return 0
-        claims = await self.store.claim_pending(self.owner, free, self.lease_seconds)
+        claims = await self.store.claim_pending(
+            self.owner, free, self.lease_seconds, self.per_asker
+        )
         for claim in claims:
             task = asyncio.create_task(self.answer(claim), name=f"answer {claim.thread.id}")
             self.answering.add(task)

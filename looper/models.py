@@ -73,6 +73,7 @@ class ChatCompletionThread(BaseThread):
     reply_ref: str | None = None
     awaiting_place: bool = False
     failure_ref: str | None = None
+    asker: str | None = None  # who asked the newest question (the front end's key)
 
     @property
     def pending(self) -> bool:
@@ -98,11 +99,12 @@ class Message(BaseModel):
 
 class NewMessage(BaseModel):
     """A user message to append; `external_id` (the front end's id for it) makes appending
-    idempotent."""
+    idempotent; `asker` (the front end's key for who asked) lets the looper take turns."""
 
     content: str
     metadata: dict[str, str] = Field(default_factory=dict)
     external_id: str | None = None
+    asker: str | None = None
 
 
 class StoredMessage(Message):

@@ -27,6 +27,8 @@ class Settings(BaseSettings):
     tutor_model: str = DEFAULT_MODEL
     tutor_poll_interval: float = Field(1.0, gt=0)
     tutor_max_concurrency: int = Field(64, ge=1)
+    tutor_max_per_user: int = Field(2, ge=0, description="answers in flight per asker; 0: any")
+    tutor_max_question_chars: int = Field(8000, ge=0, description="0: no limit")
 
     tutor_max_completion_tokens: int = Field(4096, ge=16)
     tutor_context_tokens: int = Field(0, ge=0, description="0: use the model's known window")

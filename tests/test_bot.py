@@ -422,3 +422,23 @@ def test_cli_threads_on_the_bots_store_are_answered_too(bot: Bot) -> None:
     line = Lines(bot.process.stdout).next()
     assert line.endswith("assistant: An answer to: How did the universe begin?")
     assert bot.cli.ok("messages").splitlines()[-1].startswith("assistant: An answer")
+
+
+def test_a_question_too_long_is_refused_in_one_line(
+    bot: Bot, fake_slack: FakeSlack, fake_openai: FakeOpenAI
+) -> None:
+    """Over TUTOR_MAX_QUESTION_CHARS: the asker is told, only them, and nothing is sent to
+    the model, whether the question is a /tutor ask or a reply in a thread."""
+    bot.start(TUTOR_MAX_QUESTION_CHARS="40")
+    said = ephemeral(fake_slack, STUDENT, "ask " + "why " * 20)
+    assert said.startswith("the question is 79 characters long; the limit is 40: shorten it")
+    root = ask(fake_slack, "short enough?")
+    wait_answers(fake_slack, CLASS, root, 1)
+    fake_slack.user_says(STUDENT, CLASS, "and " * 20, thread_ts=root)
+    [told] = fake_slack.wait_until(
+        lambda: [r for r in fake_slack.responses if r.get("thread_ts") == root]
+    )
+    assert told["user"] == STUDENT and "the limit is 40" in told["text"]
+    assert bot.stop() == 0
+    assert [user_turns(r.body) for r in fake_openai.requests] == [["short enough?"]]
+    assert len(answers(fake_slack, CLASS, root)) == 1

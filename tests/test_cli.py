@@ -150,6 +150,11 @@ NOT_UTF8 = os.fsdecode(b"caf\xe9")  # passed to the process as the bytes themsel
 UTF8_LOCALE = {"LC_ALL": "C.UTF-8"}  # so that the process reads its arguments as UTF-8
 BAD_INPUTS = {
     "empty question": (["ask", "  "], {}, "the question is empty"),
+    "question too long": (
+        ["ask", "why? " * 5],
+        {"TUTOR_MAX_QUESTION_CHARS": "20"},
+        "the question is 25 characters long; the limit is 20",
+    ),
     "unknown thread": (["ask", "hi", "--thread-id", "thread_nope"], {}, "no thread 'thread_nope'"),
     "unknown thread messages": (["messages", "--thread-id", "nope"], {}, "no thread 'nope'"),
     "unknown assistant": (["thread", "add", "--assistant-id", "asst_nope"], {}, "no assistant"),

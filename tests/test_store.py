@@ -389,3 +389,34 @@ async def test_an_assistant_and_its_threads_move_to_another_model(store: Store) 
     assert await store.thread_models() == {"gpt-5.5": 3, "gpt-5-mini": 1}
     with pytest.raises(NotFound):
         await store.move_assistant("asst_missing", "gpt-5.5")
+
+
+async def test_askers_take_turns_and_each_has_at_most_its_share_leased(store: Store) -> None:
+    """Five questions from one asker, then one from another: the other's comes second, not
+    sixth, and with two per asker no asker has more than two threads leased, across
+    loopers."""
+    assistant = await store.add_assistant(ChatCompletionPhysicsTutor())
+
+    async def asked_by(asker: str) -> str:
+        thread = ChatCompletionThread(assistant_id=assistant.id, chat_completion_model="m")
+        first = NewMessage(content=f"from {asker}", asker=asker)
+        return (await store.add_thread(thread, first)).id
+
+    flood = [await asked_by("slack:U1") for _ in range(5)]
+    single = await asked_by("slack:U2")
+    claimed = await store.claim_pending("looper-a", 3, 30, per_asker=2)
+    assert {c.thread.id for c in claimed} == {flood[0], single, flood[1]}
+    assert all(c.thread.asker in ("slack:U1", "slack:U2") for c in claimed)
+    assert await store.claim_pending("looper-b", 10, 30, per_asker=2) == []  # U1 has two
+    await store.commit_answer(flood[0], "looper-a", 1, "answer")
+    [next_one] = await store.claim_pending("looper-b", 10, 30, per_asker=2)
+    assert next_one.thread.id == flood[2]
+    everything = await store.claim_pending("looper-c", 10, 30)  # no share: all the rest
+    assert [c.thread.id for c in everything] == flood[3:]
+
+
+async def test_the_newest_question_names_the_asker(store: Store) -> None:
+    thread = await physics_thread(store)
+    await store.add_user_message(thread.id, "first", asker="slack:U1")
+    await store.add_user_message(thread.id, "second", asker="slack:U2")
+    assert (await store.get_thread(thread.id)).asker == "slack:U2"

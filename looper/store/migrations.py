@@ -82,10 +82,17 @@ def m003_places_and_failures(t: ColumnTypes) -> list[str]:
     ]
 
 
+def m004_askers(t: ColumnTypes) -> list[str]:
+    """Who asked a thread's newest question (a front end's key), so that the looper can
+    take turns between askers."""
+    return ["ALTER TABLE threads ADD COLUMN asker TEXT"]
+
+
 MIGRATIONS: list[Callable[[ColumnTypes], list[str]]] = [
     m001_initial,
     m002_bindings_and_activity,
     m003_places_and_failures,
+    m004_askers,
 ]
 
 

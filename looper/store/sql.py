@@ -36,11 +36,11 @@ BOUND_ASSISTANT = ", ".join(f"a.{column}" for column in ASSISTANT_COLUMNS.split(
 THREAD_COLUMNS = (
     "id, assistant_id, chat_completion_model, metadata, external_key, created_at, "
     "last_activity, message_count, last_user_id, hwm, settled, last_error, reply_upto, reply_ref, "
-    "awaiting_place, failure_ref"
+    "awaiting_place, failure_ref, asker"
 )
 MESSAGE_COLUMNS = "thread_id, id, role, content, metadata, external_id, created_at"
 ADD_ASSISTANT = f"INSERT INTO assistants ({ASSISTANT_COLUMNS}) VALUES (?, ?, ?, ?, ?)"
-ADD_THREAD = f"INSERT INTO threads ({THREAD_COLUMNS}) VALUES ({', '.join('?' * 16)})"
+ADD_THREAD = f"INSERT INTO threads ({THREAD_COLUMNS}) VALUES ({', '.join('?' * 17)})"
 ADD_MESSAGE = f"INSERT INTO messages ({MESSAGE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)"
 SEEN_MESSAGE = f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE thread_id = ? AND external_id = ?"
 # Spelled exactly as in the partial index `threads_pending`, or the index is not used.
@@ -72,7 +72,7 @@ def _thread_values(t: ChatCompletionThread) -> tuple[Any, ...]:
         *(t.id, t.assistant_id, t.chat_completion_model, json.dumps(t.metadata), t.external_key),
         *(t.created_at, t.last_activity or t.created_at, t.message_count, t.last_user_id),
         *(t.hwm, t.settled, t.last_error, t.reply_upto, t.reply_ref),
-        *(int(t.awaiting_place), t.failure_ref),
+        *(int(t.awaiting_place), t.failure_ref, t.asker),
     )
 
 
@@ -82,7 +82,12 @@ def _started(
     """The row of a new thread: with its first question (message 1) when it has one."""
     asked = 1 if first is not None else 0
     return thread.model_copy(
-        update={"message_count": asked, "last_user_id": asked, "last_activity": now}
+        update={
+            "message_count": asked,
+            "last_user_id": asked,
+            "last_activity": now,
+            "asker": first.asker if first is not None else None,
+        }
     )
 
 
@@ -298,12 +303,12 @@ class Store:
     async def _append(db: Connection, thread_id: str, role: Role, new: NewMessage) -> Message:
         """Number the message after the thread's last one and store it."""
         now = utcnow()
-        bump_user = ", last_user_id = message_count + 1" if role == "user" else ""
+        asked = role == "user"
+        bump_user = ", last_user_id = message_count + 1, asker = ?" if asked else ""
         number = await db.fetchval(
             f"UPDATE threads SET message_count = message_count + 1, last_activity = ?{bump_user}"
             " WHERE id = ? RETURNING message_count",
-            now,
-            thread_id,
+            *(now, *([new.asker] if asked else []), thread_id),
         )
         if number is None:
             raise NotFound(f"no thread {thread_id!r}")
@@ -324,6 +329,7 @@ class Store:
         content: str,
         metadata: dict[str, str] | None = None,
         external_id: str | None = None,
+        asker: str | None = None,
     ) -> tuple[Message, bool]:
         """Append a user message; returns it and whether it is new.
 
@@ -340,7 +346,9 @@ class Store:
                 seen = await db.fetchrow(SEEN_MESSAGE, thread_id, external_id)
                 if seen:
                     return _parsed(Message, seen), False
-            new = NewMessage(content=content, metadata=metadata or {}, external_id=external_id)
+            new = NewMessage(
+                content=content, metadata=metadata or {}, external_id=external_id, asker=asker
+            )
             message = await self._append(db, thread_id, "user", new)
             await self._announce_work(db, thread_id)
         self.notify_work()
@@ -367,9 +375,13 @@ class Store:
         return found
 
     # the looper's side
-    async def claim_pending(self, owner: str, limit: int, lease_seconds: float) -> list[Claim]:
-        """Lease up to `limit` threads with a user message past `settled`, oldest activity
-        first, each with its messages (oldest first).
+    async def claim_pending(
+        self, owner: str, limit: int, lease_seconds: float, per_asker: int = 0
+    ) -> list[Claim]:
+        """Lease up to `limit` threads with a user message past `settled`, each with its
+        messages (oldest first): askers take turns, each asker's oldest first, and with
+        `per_asker` no asker has more than that many threads leased at once (threads
+        without an asker count as their own askers).
 
         Threads leased to someone else are skipped until their lease expires.
         """
@@ -377,14 +389,26 @@ class Store:
         unleased = f"{PENDING} AND (lease_until IS NULL OR lease_until < {d.now})"
         if not await self._fetch(f"SELECT 1 FROM threads WHERE {unleased} LIMIT 1"):
             return []  # most polls find nothing: no write, no lock
+        turns = (
+            "WITH ready AS ("
+            f"SELECT id, last_activity, coalesce(asker, id) AS who FROM threads WHERE {unleased}"
+            "), busy AS ("
+            "SELECT coalesce(asker, id) AS who, count(*) AS leased FROM threads "
+            f"WHERE lease_owner IS NOT NULL AND lease_until >= {d.now} GROUP BY 1"
+            "), turns AS ("
+            "SELECT r.id, r.last_activity, coalesce(b.leased, 0) + row_number() OVER "
+            "(PARTITION BY r.who ORDER BY r.last_activity, r.id) AS turn "
+            "FROM ready r LEFT JOIN busy b ON b.who = r.who"
+            ") SELECT id FROM turns WHERE turn <= ? ORDER BY turn, last_activity LIMIT ?"
+        )
         async with d.transaction() as db:
             rows = await db.fetch(
                 f"UPDATE threads SET lease_owner = ?, lease_until = {d.now} + ? WHERE id IN ("
-                f"SELECT id FROM threads WHERE {unleased} "
-                f"ORDER BY last_activity LIMIT ?{d.skip_locked}) "
+                f"SELECT id FROM threads WHERE id IN ({turns}){d.skip_locked}) "
                 f"RETURNING {THREAD_COLUMNS}, lease_until",
                 owner,
                 lease_seconds,
+                per_asker or limit,
                 limit,
             )
             threads = [(_parsed(ChatCompletionThread, r), float(r["lease_until"])) for r in rows]
