@@ -404,7 +404,9 @@ class Store:
         async with d.transaction() as db:
             rows = await db.fetch(
                 f"UPDATE threads SET lease_owner = ?, lease_until = {d.now} + ? WHERE id IN ("
-                f"SELECT id FROM threads WHERE id IN ({turns}){d.skip_locked}) "
+                # `unleased` again: a row another looper leased meanwhile is re-checked
+                # against it when locked (PostgreSQL), and then skipped.
+                f"SELECT id FROM threads WHERE id IN ({turns}) AND {unleased}{d.skip_locked}) "
                 f"RETURNING {THREAD_COLUMNS}, lease_until",
                 owner,
                 lease_seconds,
