@@ -7,22 +7,25 @@ twice (or as both `message` and `app_mention`) is asked once.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
+import time
 from typing import Any
 
 from slack_sdk.errors import SlackApiError
 
 from bot.background import Background
-from bot.formatting import ANSWERED, answered_blocks
+from bot.formatting import ANSWERED, answered_blocks, thread_of_root
 from bot.places import SlackThread, asker, asker_key, channel_place
 from bot.status import show_thinking
 from bot.web import SlackApi, slack_error
 from looper.core import InvalidInput, Tutor
-from looper.models import NewMessage
-from looper.store import Conflict, StoreError
+from looper.models import ChatCompletionThread, NewMessage
+from looper.store import Conflict, NotFound, StoreError
 
 log = logging.getLogger(__name__)
+JUST_POSTED_SECONDS = 30.0
 QUESTION_SUBTYPES = {None, "thread_broadcast", "file_share"}
 MENTION = re.compile(r"<@[A-Z0-9]+>")
 
@@ -82,6 +85,7 @@ class EventHandlers:
 
     async def _ask_in_thread(self, event: dict[str, Any], thread_ts: str) -> bool:
         thread = await self.tutor.threads.by_key(SlackThread(event["channel"], thread_ts).key)
+        thread = thread or await self._being_placed(event["channel"], thread_ts)
         if thread is None:
             return False
         self.tutor.check_question(without_mentions(event["text"]))
@@ -94,6 +98,29 @@ class EventHandlers:
             asker=asker_key(event["user"]),
         )
         return True
+
+    async def _being_placed(self, channel: str, root: str) -> ChatCompletionThread | None:
+        """The thread of a root the looper has just posted but not yet recorded (a reply can
+        come that fast), found by the root's metadata. Only for roots seconds old and only
+        within the budget now, so that replies in other threads never wait or cost much."""
+        if time.time() - float(root) > JUST_POSTED_SECONDS:
+            return None
+        found = await self.api.call_if_budget(
+            "conversations.history",
+            channel=channel,
+            oldest=root,
+            latest=root,
+            inclusive=True,
+            limit=1,
+            include_all_metadata=True,
+        )
+        messages: list[dict[str, Any]] = found.get("messages", []) if found else []
+        thread_id = next(filter(None, map(thread_of_root, messages)), None)
+        if thread_id is None:
+            return None
+        with contextlib.suppress(NotFound):
+            return await self.tutor.thread(thread_id)
+        return None
 
     async def _start(self, event: dict[str, Any], context: dict[str, Any], root: str) -> None:
         place = SlackThread(

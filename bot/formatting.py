@@ -20,6 +20,14 @@ def thread_metadata(thread_id: str, assistant_id: str) -> dict[str, Any]:
     }
 
 
+def thread_of_root(message: dict[str, Any]) -> str | None:
+    """The tutor thread a root message names in its metadata, else None."""
+    metadata = message.get("metadata") or {}
+    if metadata.get("event_type") != "tutor_thread":
+        return None
+    return str((metadata.get("event_payload") or {}).get("thread_id") or "") or None
+
+
 def answer_metadata(thread_id: str, answers: int, part: int = 1) -> dict[str, Any]:
     """On every answer message: the thread and the user message it answers."""
     payload: dict[str, Any] = {"thread_id": thread_id, "answers": str(answers)}

@@ -11,7 +11,7 @@ from datetime import timedelta
 
 from slack_sdk.errors import SlackApiError
 
-from bot.formatting import NOT_IN_CHANNEL, thread_metadata
+from bot.formatting import NOT_IN_CHANNEL, thread_metadata, thread_of_root
 from bot.places import USER, ChannelRequest
 from bot.web import SlackApi, slack_error
 from looper.sinks import PLACING, Job, Placed, PlaceRefused
@@ -63,11 +63,7 @@ class RootPoster:
         async for message in self.api.history(
             request.channel, oldest=f"{since.timestamp():.6f}", include_all_metadata=True
         ):
-            metadata = message.get("metadata") or {}
-            payload = metadata.get("event_payload") or {}
-            if metadata.get("event_type") == "tutor_thread" and (
-                payload.get("thread_id") == job.thread.id
-            ):
+            if thread_of_root(message) == job.thread.id:
                 return str(message["ts"])
         return None
 

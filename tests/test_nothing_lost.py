@@ -10,7 +10,7 @@ from bot.formatting import NOT_IN_CHANNEL
 from fakes.openai_server import FakeOpenAI
 from fakes.slack_server import BOT_ID, FakeSlack
 from tests.harness import Bot
-from tests.slack_user import CLASS, STUDENT, answers, is_root, wait_answers
+from tests.slack_user import CLASS, STUDENT, answers, is_root, user_turns, wait_answers
 
 QUESTION = "How did the universe begin?"
 
@@ -54,6 +54,26 @@ def test_killed_after_the_root_is_posted(bot: Bot, fake_slack: FakeSlack) -> Non
     wait_answers(fake_slack, CLASS, root["ts"], 1)
     assert bot.stop() == 0
     assert len(roots(fake_slack)) == 1 and fake_slack.calls_of("conversations.history")
+
+
+def test_a_reply_before_the_root_is_recorded_is_asked(
+    bot: Bot, fake_slack: FakeSlack, fake_openai: FakeOpenAI
+) -> None:
+    """Someone replies under a root the bot has posted but not yet recorded (here it never
+    hears back, and dies): the reply is found to belong to that conversation by the root's
+    metadata, stored (its event acknowledged), and answered with the question after restart."""
+    bot.start()
+    fake_slack.lose_answer("chat.postMessage", is_root)
+    slash_ask(fake_slack)
+    [root] = fake_slack.wait_until(lambda: roots(fake_slack))
+    fake_slack.user_says(STUDENT, CLASS, "and before that?", thread_ts=root["ts"])
+    assert fake_slack.wait_ack(list(fake_slack.envelopes)[-1]) is not None  # stored
+    bot.kill()
+    bot.start()
+    [answer] = wait_answers(fake_slack, CLASS, root["ts"], 1)
+    assert bot.stop() == 0
+    assert user_turns(fake_openai.requests[-1].body) == [QUESTION, "and before that?"]
+    assert answer["metadata"]["event_payload"]["answers"] == "2" and len(roots(fake_slack)) == 1
 
 
 def test_a_channel_the_bot_is_not_in_is_told_once(bot: Bot, fake_slack: FakeSlack) -> None:
