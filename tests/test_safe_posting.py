@@ -1,5 +1,6 @@
 """No mass mentions through the bot: what people and the model write reaches Slack escaped,
-reads the same, and pings no one, through every way the bot posts it."""
+reads the same, and pings no one, through every way the bot posts it. And a Retry click acts
+only for people who may see the thread it names."""
 
 from __future__ import annotations
 
@@ -13,12 +14,14 @@ from bot.formatting import WORD_JOINER, markdown_safe, mrkdwn_safe
 from fakes.openai_server import FakeOpenAI, Fault
 from fakes.slack_server import FakeSlack
 from tests.harness import Bot
-from tests.slack_user import CLASS, STUDENT, is_root, wait_answers
+from tests.slack_user import ADMIN, CLASS, STUDENT, ask, is_root, wait_answers
 from tests.test_delivery import refuse_streaming
 
 TYPED = "<!channel> <!here> <!everyone> <!subteam^S123> <@U0STUDENT2> & a<b>c"
 # As Slack sends what was typed: `&`, `<` and `>` escaped, mentions as tokens.
 SLACK_SENDS = "<!channel> <!here> <!everyone> <!subteam^S123> <@U0STUDENT2> &amp; a&lt;b&gt;c"
+ELSEWHERE = "C0ELSEWHERE"
+STUDENT2 = "U0STUDENT2"
 MODEL_SAYS = f"Sure: {TYPED}, and in code `if a<b && <!here>` too.\n" * 3
 
 
@@ -100,3 +103,34 @@ def test_escaping_twice_changes_nothing_and_streamed_prefixes_stay_prefixes() ->
     whole = markdown_safe(MODEL_SAYS)
     for cut in range(len(MODEL_SAYS)):
         assert whole.startswith(markdown_safe(MODEL_SAYS[:cut]))
+
+
+def error_reply(fake_slack: FakeSlack, channel: str, root: str) -> dict[str, Any]:
+    replies: list[dict[str, Any]] = fake_slack.wait_until(
+        lambda: [m for m in fake_slack.replies(channel, root) if m.get("blocks")]
+    )
+    return replies[0]
+
+
+def test_retry_only_for_people_who_may_see_the_thread(
+    bot: Bot, fake_slack: FakeSlack, fake_openai: FakeOpenAI
+) -> None:
+    """A Retry click naming a thread of another channel acts for its asker or an admin,
+    not for someone who only sees the channel the click comes from."""
+    fake_openai.add_faults(Fault(status=500), Fault(status=500))
+    bot.start(TUTOR_RETRY_ATTEMPTS="1")
+    here = error_reply(fake_slack, CLASS, ask(fake_slack, "a question here"))
+    elsewhere_root = ask(fake_slack, "a question elsewhere", channel=ELSEWHERE)
+    elsewhere = error_reply(fake_slack, ELSEWHERE, elsewhere_root)["blocks"][1]["elements"][0]
+
+    def click(user: str) -> str:
+        seen = len(fake_slack.responses)
+        fake_slack.click(user, CLASS, here["ts"], "tutor_retry", elsewhere["value"])
+        fake_slack.wait_until(lambda: len(fake_slack.responses) > seen)
+        return str(fake_slack.responses[seen]["text"])
+
+    assert click(STUDENT2) == "Only people who can see that conversation may retry it."
+    assert len(fake_openai.requests) == 2
+    assert click(ADMIN) == "Asking again…"
+    wait_answers(fake_slack, ELSEWHERE, elsewhere_root, 1)
+    assert click(STUDENT) == "That question has been answered already."  # its asker
