@@ -8,11 +8,11 @@ from slack_sdk.errors import SlackApiError
 
 from bot.web import SlackApi
 
-CACHE_SECONDS = 600.0
+CACHE_SECONDS = 60.0  # a promotion or demotion counts within a minute
 
 
 class Admins:
-    """TUTOR_ADMINS, plus workspace admins and owners (from users.info, cached for 10 min)."""
+    """TUTOR_ADMINS, plus workspace admins and owners (from users.info, re-read every minute)."""
 
     def __init__(self, api: SlackApi, listed: set[str]) -> None:
         self.api = api

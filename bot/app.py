@@ -83,8 +83,9 @@ def build_apps(tutor: Tutor, api: SlackApi, settings: BotSettings) -> tuple[Asyn
     `AckFirst` has acknowledged whatever needs no store write and its listener hands the work
     to a background task; a command that stores first acknowledges once stored.
     """
-    events = EventHandlers(tutor, api)
-    commands = TutorCommands(tutor, api, Admins(api, settings.admins))
+    admins = Admins(api, settings.admins)
+    events = EventHandlers(tutor, api, admins)
+    commands = TutorCommands(tutor, api, admins)
     app = AsyncApp(client=api.client, name="tutor", process_before_response=True)
     app.use(ParseCommand(ROUTES))
     app.use(AckFirst())

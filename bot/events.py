@@ -15,9 +15,10 @@ from typing import Any
 
 from slack_sdk.errors import SlackApiError
 
+from bot.admins import Admins
 from bot.background import Background
 from bot.formatting import ANSWERED, answered_blocks, thread_of_root
-from bot.places import SlackThread, asker, asker_key, channel_place
+from bot.places import USER, SlackThread, asker, asker_key, channel_place
 from bot.status import show_thinking
 from bot.web import SlackApi, slack_error
 from looper.core import InvalidInput, Tutor
@@ -46,9 +47,10 @@ def without_mentions(text: str) -> str:
 class EventHandlers:
     """Turns Slack messages into questions for the looper."""
 
-    def __init__(self, tutor: Tutor, api: SlackApi) -> None:
+    def __init__(self, tutor: Tutor, api: SlackApi, admins: Admins | None = None) -> None:
         self.tutor = tutor
         self.api = api
+        self.admins = admins  # who may retry any thread; without, none but its own people
         self.later = Background()
 
     async def on_message(self, event: dict[str, Any], context: dict[str, Any]) -> None:
@@ -161,6 +163,10 @@ class EventHandlers:
         question answered meanwhile, it says so and the button goes."""
         thread_id = (body.get("actions") or [{}])[0].get("value", "")
         try:
+            if not await self._may_retry(body, thread_id):
+                text = "Only people who can see that conversation may retry it."
+                await respond(text=text, response_type="ephemeral", replace_original=False)
+                return
             retried = await self.tutor.retry(thread_id)
         except StoreError as exc:
             await respond(text=str(exc), response_type="ephemeral", replace_original=False)
@@ -173,6 +179,19 @@ class EventHandlers:
             await self._tidy(channel, message.get("ts", ""))
         text = "Asking again…" if retried else "That question has been answered already."
         await respond(text=text, response_type="ephemeral", replace_original=False)
+
+    async def _may_retry(self, body: dict[str, Any], thread_id: str) -> bool:
+        """Whether the clicker may see the thread: a click from the thread's own channel
+        (Slack shows the button only to those who see that channel), its asker, or an admin.
+        The button's value names the thread, so a click elsewhere must not stand for it."""
+        thread = await self.tutor.thread(thread_id)
+        place = SlackThread.of(thread)
+        if place and place.channel == (body.get("channel") or {}).get("id"):
+            return True
+        clicker = (body.get("user") or {}).get("id", "")
+        if clicker and clicker == thread.metadata.get(USER):
+            return True
+        return self.admins is not None and await self.admins.allows(clicker)
 
     async def _tidy(self, channel: str, ts: str) -> None:
         try:

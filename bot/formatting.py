@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 MARKDOWN_LIMIT = 12_000  # chat.* `markdown_text`
@@ -10,6 +11,37 @@ RETRY_ACTION = "tutor_retry"
 THINKING = "is thinking…"
 ANSWERED = ":white_check_mark: Answered after all: see below."
 NOT_IN_CHANNEL = "I can't post here yet: invite me with `/invite @tutor` and try again."
+
+
+USER_MENTION = re.compile(r"(<@[UW][A-Z0-9]+(?:\|[^<>]*)?>)")
+BARE_AMPERSAND = re.compile(r"&(?!(?:amp|lt|gt);)")
+PINGING = re.compile(r"<(?=[!@#])")
+WORD_JOINER = "\u2060"
+
+
+def mrkdwn_safe(text: str, keep_user_mentions: bool = False) -> str:
+    """Text from a person or a model, fit for a `text` field or a mrkdwn block: `&`, `<`
+    and `>` escaped, so no `<!channel>`, `<!here>`, `<!everyone>` or `<!subteam^…>` pings.
+    Entities already escaped (Slack sends people's text so) stay as they are; with
+    `keep_user_mentions`, so do `<@U…>` mentions (in the echo of a person's own question)."""
+    pieces = USER_MENTION.split(text) if keep_user_mentions else [text]
+    return "".join(
+        piece
+        if index % 2
+        else BARE_AMPERSAND.sub("&amp;", piece).replace("<", "&lt;").replace(">", "&gt;")
+        for index, piece in enumerate(pieces)
+    )
+
+
+def markdown_safe(text: str) -> str:
+    """A model's answer, fit for `markdown_text`: a word joiner after each `<` of `<!`,
+    `<@` and `<#`, so that no mention forms and nothing pings.
+
+    Not entity escaping: `markdown_text` is standard markdown meant for a model's raw
+    output, where `&lt;` would show as such in code. The invisible joiner renders the same
+    anywhere, and inserted after the `<` it keeps every prefix of a streamed answer
+    a prefix of the whole."""
+    return PINGING.sub("<" + WORD_JOINER, text)
 
 
 def thread_metadata(thread_id: str, assistant_id: str) -> dict[str, Any]:
@@ -80,7 +112,7 @@ def split_after_streamed(text: str, streamed: int) -> list[str]:
 
 
 def error_text(error: str) -> str:
-    return f"Sorry, no answer this time: {error}"
+    return f"Sorry, no answer this time: {mrkdwn_safe(error)}"
 
 
 def error_blocks(error: str, thread_id: str) -> list[dict[str, Any]]:
@@ -88,7 +120,7 @@ def error_blocks(error: str, thread_id: str) -> list[dict[str, Any]]:
         {
             "type": "section",
             "block_id": "tutor_error",
-            "text": {"type": "mrkdwn", "text": f":warning: {error}"},
+            "text": {"type": "mrkdwn", "text": f":warning: {mrkdwn_safe(error)}"},
         },
         {
             "type": "actions",

@@ -33,6 +33,7 @@ from bot.formatting import (
     error_blocks,
     error_metadata,
     error_text,
+    markdown_safe,
     split_after_streamed,
     split_markdown,
 )
@@ -58,7 +59,7 @@ class SlackReply(ABC):
         self.job = job
         self.place = place
         self.ts = ts  # the answer's (first) message, once there is one
-        self.text = ""  # what the completion has produced so far
+        self.text = ""  # what the completion has produced so far, made safe to post
         self.last_flush = time.monotonic()
 
     @property
@@ -66,7 +67,8 @@ class SlackReply(ABC):
         return f"{self.kind}:{self.ts}" if self.ts else self.kind
 
     async def append(self, delta: str) -> None:
-        self.text += delta
+        # The last character again: a `<` ending the text so far may begin a mention.
+        self.text = self.text[:-1] + markdown_safe(self.text[-1:] + delta)
         if time.monotonic() - self.last_flush >= FLUSH_SECONDS and await self._show_progress():
             self.last_flush = time.monotonic()
 
@@ -78,7 +80,7 @@ class SlackReply(ABC):
         self.text = ""
 
     async def finish(self, text: str) -> dict[str, str]:
-        delivered = await self._deliver(text)
+        delivered = await self._deliver(markdown_safe(text))
         await self._tidy_failure()
         return delivered
 

@@ -33,6 +33,7 @@ class Fault:
     """What to do instead of a clean answer, for one request."""
 
     status: int | None = None  # answer with this HTTP error
+    message: str | None = None  # the error's message ("fake fault <status>" if None)
     code: str | None = None  # error.code (e.g. rate_limit_exceeded, context_length_exceeded)
     retry_after: float | None = None  # Retry-After header, seconds
     first_token_delay: float = 0.0  # wait this long before the first chunk
@@ -212,7 +213,7 @@ class FakeOpenAI:
         if fault.status is not None:
             return error(
                 fault.status,
-                f"fake fault {fault.status}",
+                fault.message or f"fake fault {fault.status}",
                 "server_error",
                 fault.code,
                 retry_after=fault.retry_after,

@@ -13,7 +13,8 @@ with an error; `enforce_tiers=True` answers 429 when a method goes over its tier
 buckets: a tier's per-minute count, refilled evenly; `chat.postMessage` per channel);
 `refuse_status=True` makes `assistant.threads.setStatus` fail as outside an AI thread;
 `lose_answer(method, when)` lets the next matching call take effect but never answers it, as
-when a connection drops after Slack did the work.
+when a connection drops after Slack did the work. `pings()` lists what the bot wrote that
+would notify a whole channel or a user group.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import asyncio
 import itertools
 import json
 import random
+import re
 import threading
 import time
 import uuid
@@ -49,6 +51,8 @@ REDELIVERIES = 3
 HISTORY_METHODS = ("conversations.history", "conversations.replies")
 RESTRICTED_PAGE = 15  # messages a call under Slack's restricted history limit
 CONVERSATION_TYPES = {"public_channel", "private_channel", "mpim", "im"}
+# What notifies a whole channel or user group where Slack parses a message's text.
+MASS_MENTION = re.compile(r"<!(?:channel|here|everyone|subteam\^)")
 
 
 def load_specs(folder: Path = SPECS) -> dict[str, dict[str, Any]]:
@@ -208,6 +212,29 @@ class FakeSlack:
             for m in self.messages(channel)
             if m.get("thread_ts") == thread_ts and m["ts"] != thread_ts
         ]
+
+    def pings(self) -> list[str]:
+        """What the bot wrote (in any chat.* call, or as a message reads in the end: chunks
+        streamed one after the other) that would notify a channel or a user group."""
+        with self._lock:
+            written = [c.args for c in self.calls if c.method.startswith("chat.")]
+            shown = [
+                m
+                for messages in self.channels.values()
+                for m in messages
+                if m.get("bot_id") == BOT_ID
+            ]
+        texts = [
+            " ".join(
+                [
+                    content.get("text") or "",
+                    content.get("markdown_text") or "",
+                    json.dumps(content.get("blocks"), ensure_ascii=False),
+                ]
+            )
+            for content in [*written, *shown]
+        ]
+        return [text for text in texts if MASS_MENTION.search(text)]
 
     def calls_of(self, method: str) -> list[Call]:
         with self._lock:

@@ -19,7 +19,7 @@ from looper.deprecations import ModelUse, shutdown_warning
 from looper.models import Snapshot, utcnow
 from looper.settings import MissingSetting, Settings
 from looper.sinks import ConsoleSink
-from looper.store import StoreError, open_store
+from looper.store import StoreError, masked_url, open_store
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -326,7 +326,7 @@ async def looper(settings: Settings, verbose: bool) -> None:
         worker = Looper.from_settings(settings, store, key, ConsoleSink())
         stop_on_signals(worker.stop)
         click.echo(
-            f"looper {worker.owner} on {settings.tutor_database_url} "
+            f"looper {worker.owner} on {masked_url(settings.tutor_database_url)} "
             f"(concurrency {worker.concurrency})",
             err=True,
         )

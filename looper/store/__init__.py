@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from urllib.parse import urlsplit
+
 from looper.store.dialect import Dialect
 from looper.store.errors import (
     Conflict,
@@ -21,6 +24,7 @@ __all__ = [
     "Store",
     "StoreError",
     "StoreUnavailable",
+    "masked_url",
     "open_store",
 ]
 
@@ -36,9 +40,25 @@ def dialect_for(url: str) -> Dialect:
         return Postgres(url)
     scheme = url.split(":", 1)[0] if ":" in url else url
     raise StoreError(
-        f"TUTOR_DATABASE_URL {url!r} is not usable: expected sqlite:///path.db or "
+        f"TUTOR_DATABASE_URL {masked_url(url)!r} is not usable: expected sqlite:///path.db or "
         f"postgresql://user@host/db (scheme {scheme!r} is not supported)"
     )
+
+
+QUERY_SECRET = re.compile(r"((?:password|passwd|sslpassword)=)[^&]*", re.IGNORECASE)
+
+
+def masked_url(url: str) -> str:
+    """`url` fit to print or log: its password (in the user part or the query) masked."""
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+    except ValueError:  # not a URL we can take apart: show only its scheme
+        return url.split(":", 1)[0] + ":…"
+    if password is not None:
+        host = parts.netloc.rpartition("@")[2]
+        url = url.replace(parts.netloc, f"{parts.username or ''}:***@{host}", 1)
+    return QUERY_SECRET.sub(r"\1***", url)
 
 
 async def open_store(url: str) -> Store:

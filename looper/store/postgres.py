@@ -19,6 +19,7 @@ from typing import Any
 
 import asyncpg
 
+from looper.store import masked_url
 from looper.store.dialect import ColumnTypes, Connection, Dialect, Row, opened
 from looper.store.errors import StoreError, StoreUnavailable
 
@@ -98,11 +99,7 @@ class Postgres(Dialect):
             await self._listen()
         except (OSError, asyncpg.PostgresError, ValueError) as exc:
             await self.close()
-            raise StoreError(f"cannot open the database {self._safe_url()}: {exc}") from exc
-
-    def _safe_url(self) -> str:
-        _, at, tail = self.url.rpartition("@")
-        return f"postgresql://…@{tail}" if at else self.url
+            raise StoreError(f"cannot open the database {masked_url(self.url)}: {exc}") from exc
 
     async def _listen(self) -> None:
         """A connection of its own that turns NOTIFY tutor_work into a wake-up."""
@@ -154,7 +151,7 @@ class Postgres(Dialect):
 
     def _unavailable(self, error: Exception) -> StoreUnavailable:
         reason = " ".join(str(error).split()) or type(error).__name__
-        return StoreUnavailable(f"cannot reach the database {self._safe_url()}: {reason}")
+        return StoreUnavailable(f"cannot reach the database {masked_url(self.url)}: {reason}")
 
     @asynccontextmanager
     async def connection(self) -> AsyncIterator[Connection]:
