@@ -9,6 +9,8 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+AccessRule = Literal["allow", "deny"]  # whether a front end's subject (a user, a place) may ask
+
 
 def utcnow() -> datetime:
     return datetime.now(UTC)

@@ -389,3 +389,22 @@ async def test_an_assistant_and_its_threads_move_to_another_model(store: Store) 
     assert await store.thread_models() == {"gpt-5.5": 3, "gpt-5-mini": 1}
     with pytest.raises(NotFound):
         await store.move_assistant("asst_missing", "gpt-5.5")
+
+
+async def test_access_rules(store: Store) -> None:
+    assert await store.rules() == {}
+    assert await store.rule_of("slack:user:U1") is None
+    await store.set_rule("slack:user:U1", "deny")
+    await store.set_rule("slack:channel:C1", "allow")
+    await store.set_rule("slack:user:U1", "allow")  # the latest rule replaces the earlier
+    await store.set_rule("slack:user:U2", "deny")
+    assert await store.rules() == {
+        "slack:channel:C1": "allow",
+        "slack:user:U1": "allow",
+        "slack:user:U2": "deny",
+    }
+    assert await store.rules(["slack:user:U2", "slack:user:U9"]) == {"slack:user:U2": "deny"}
+    assert await store.rules([]) == {}
+    subjects = ["slack:user:U1", "slack:user:U2", "slack:user:U9", "slack:user:U1"]  # together
+    together = await asyncio.gather(*(store.rule_of(s) for s in subjects))
+    assert together == ["allow", "deny", None, "allow"]

@@ -16,6 +16,7 @@ from typing import Any, Literal, TypeVar
 from pydantic import BaseModel
 
 from looper.models import (
+    AccessRule,
     BaseAssistant,
     ChatCompletionThread,
     Claim,
@@ -112,6 +113,7 @@ class Store:
         self._work = asyncio.Event()
         self._new_threads = Batcher(self._add_threads)
         self._bound = Batcher(self._assistants_for)
+        self._rules = Batcher(self._rules_of)
 
     async def open(self) -> None:
         """Connect and bring the schema up to date."""
@@ -188,6 +190,39 @@ class Store:
             by_place.update({r["place"]: BaseAssistant.model_validate(r) for r in rows})
         oldest = await self._assistants("ORDER BY created_at, id LIMIT 1")
         return [by_place.get(place, oldest[0] if oldest else None) for place in places]
+
+    # access: a front end's subjects (opaque strings), each allowed or denied
+    async def set_rule(self, subject: str, rule: AccessRule) -> None:
+        """Allow or deny `subject`, replacing its earlier rule."""
+        async with self.dialect.connection() as db:
+            await db.execute(
+                "INSERT INTO access (subject, rule) VALUES (?, ?) "
+                "ON CONFLICT (subject) DO UPDATE SET rule = excluded.rule",
+                subject,
+                rule,
+            )
+
+    async def rule_of(self, subject: str) -> AccessRule | None:
+        """The rule of `subject`, None when it has none (subjects asked for at the same
+        moment are read together)."""
+        return await self._rules.add(subject)
+
+    async def _rules_of(self, subjects: list[str]) -> list[AccessRule | Exception | None]:
+        wanted = sorted(set(subjects))
+        found: dict[str, AccessRule] = {}
+        for start in range(0, len(wanted), BATCH):
+            found.update(await self.rules(wanted[start : start + BATCH]))
+        return [found.get(subject) for subject in subjects]
+
+    async def rules(self, subjects: Sequence[str] | None = None) -> dict[str, AccessRule]:
+        """The rules of `subjects` (of every subject when None), by subject."""
+        if subjects is not None and not subjects:
+            return {}
+        condition = f"WHERE subject IN ({_marks(subjects)})" if subjects is not None else ""
+        rows = await self._fetch(
+            f"SELECT subject, rule FROM access {condition} ORDER BY subject", *(subjects or ())
+        )
+        return {r["subject"]: r["rule"] for r in rows}
 
     # threads
     async def add_thread(
