@@ -13,6 +13,7 @@ from typing import Any
 
 from slack_sdk.errors import SlackApiError
 
+from bot.access import Access
 from bot.background import Background
 from bot.formatting import ANSWERED, answered_blocks
 from bot.places import SlackThread, asker, channel_place
@@ -36,6 +37,13 @@ def is_person_speaking(event: dict[str, Any]) -> bool:
     )
 
 
+def mentions_bot(event: dict[str, Any], context: dict[str, Any]) -> bool:
+    """Whether the message mentions the bot (any mention, when the bot's id is unknown)."""
+    bot_user = context.get("bot_user_id")
+    text = event.get("text", "")
+    return f"<@{bot_user}>" in text if bot_user else bool(MENTION.search(text))
+
+
 def without_mentions(text: str) -> str:
     return MENTION.sub("", text).strip()
 
@@ -43,9 +51,10 @@ def without_mentions(text: str) -> str:
 class EventHandlers:
     """Turns Slack messages into questions for the looper."""
 
-    def __init__(self, tutor: Tutor, api: SlackApi) -> None:
+    def __init__(self, tutor: Tutor, api: SlackApi, access: Access) -> None:
         self.tutor = tutor
         self.api = api
+        self.access = access
         self.later = Background()
 
     async def on_message(self, event: dict[str, Any], context: dict[str, Any]) -> None:
@@ -53,10 +62,13 @@ class EventHandlers:
         if not is_person_speaking(event):
             return
         thread_ts = event.get("thread_ts")
+        in_dm = event.get("channel_type") == "im"
+        # A mention outside a DM comes as an app_mention too: that one tells of a refusal.
+        tells = in_dm or not mentions_bot(event, context)
         if thread_ts and thread_ts != event["ts"]:
-            if await self._ask_in_thread(event, thread_ts):
+            if await self._ask_in_thread(event, thread_ts, tells):
                 return
-        if event.get("channel_type") == "im":
+        if in_dm:
             await self._start(event, context, root=thread_ts or event["ts"])
 
     async def on_mention(self, event: dict[str, Any], context: dict[str, Any]) -> None:
@@ -64,14 +76,17 @@ class EventHandlers:
         if not is_person_speaking(event):
             return
         thread_ts = event.get("thread_ts")
-        if thread_ts and await self._ask_in_thread(event, thread_ts):
+        if thread_ts and await self._ask_in_thread(event, thread_ts, tells=True):
             return
         await self._start(event, context, root=thread_ts or event["ts"])
 
-    async def _ask_in_thread(self, event: dict[str, Any], thread_ts: str) -> bool:
+    async def _ask_in_thread(self, event: dict[str, Any], thread_ts: str, tells: bool) -> bool:
+        """Ask in the tutor thread at `thread_ts`; False when there is none."""
         thread = await self.tutor.threads.by_key(SlackThread(event["channel"], thread_ts).key)
         if thread is None:
             return False
+        if not await self._may_ask(event, thread_ts, tells):
+            return True
         shown = await show_thinking(self.api, event["channel"], thread_ts)
         await self.tutor.ask(
             without_mentions(event["text"]),
@@ -82,6 +97,8 @@ class EventHandlers:
         return True
 
     async def _start(self, event: dict[str, Any], context: dict[str, Any], root: str) -> None:
+        if not await self._may_ask(event, root, tells=True):
+            return
         place = SlackThread(
             event["channel"], root, event.get("team") or context.get("team_id") or ""
         )
@@ -97,7 +114,29 @@ class EventHandlers:
                 assistant, place.metadata, question, external_key=place.key
             )
         except Conflict:  # the same event again, or message and app_mention for one post
-            await self._ask_in_thread(event, root)
+            await self._ask_in_thread(event, root, tells=False)
+
+    async def _may_ask(self, event: dict[str, Any], root: str, tells: bool) -> bool:
+        """Whether the asker may ask here; if not and `tells`, one line in the thread that
+        only they see (never a public reply)."""
+        refused = await self.access.refusal(event["user"], event["channel"])
+        if refused is None:
+            return True
+        if tells:
+            await self._tell_refused(event, root, refused)
+        return False
+
+    async def _tell_refused(self, event: dict[str, Any], root: str, text: str) -> None:
+        try:
+            await self.api.call(
+                "chat.postEphemeral",
+                channel=event["channel"],
+                user=event["user"],
+                thread_ts=root,
+                text=text,
+            )
+        except SlackApiError as exc:
+            log.info("could not tell %s they were refused: %s", event["user"], slack_error(exc))
 
     async def on_retry(self, body: dict[str, Any], respond: Any) -> None:
         """A click, acknowledged already: handled after Slack hears back."""
