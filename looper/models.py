@@ -120,6 +120,7 @@ class Snapshot(BaseModel):
     bindings: dict[str, str] = Field(default_factory=dict)
     threads: list[ChatCompletionThread] = Field(default_factory=list)
     messages: list[StoredMessage] = Field(default_factory=list)
+    access: dict[str, AccessRule] = Field(default_factory=dict)
 
 
 class PendingSummary(BaseModel):

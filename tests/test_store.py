@@ -354,7 +354,9 @@ async def test_export_then_import_loses_nothing(store: Store, tmp_path: Path) ->
     await claim_one(store, "a")
     await store.commit_answer(thread.id, "a", 1, "a1", {"answers": "1"})
     await store.add_user_message(thread.id, "q2 pending")
+    await store.set_rule("slack:user:U1", "deny")
     snapshot = await store.export_all()
+    assert snapshot.access == {"slack:user:U1": "deny"}
 
     for backend in ("sqlite", "postgres"):  # into either backend
         target = await open_store(new_store_url(backend, tmp_path))

@@ -582,20 +582,24 @@ class Store:
             messages = await db.fetch(
                 f"SELECT {MESSAGE_COLUMNS} FROM messages ORDER BY thread_id, id"
             )
+            rules = await db.fetch("SELECT subject, rule FROM access ORDER BY subject")
         return Snapshot(
             assistants=[BaseAssistant.model_validate(r) for r in assistants],
             bindings={r["place"]: r["assistant_id"] for r in bindings},
             threads=[_parsed(ChatCompletionThread, r) for r in threads],
             messages=[_parsed(StoredMessage, r) for r in messages],
+            access={r["subject"]: r["rule"] for r in rules},
         )
 
     async def import_all(self, snapshot: Snapshot) -> None:
-        """Load a snapshot into this store, which must hold no assistants or threads yet;
-        all of it or nothing. Raises Conflict when the store is not empty."""
+        """Load a snapshot into this store, which must hold no assistants, threads or access
+        rules yet; all of it or nothing. Raises Conflict when the store is not empty."""
         async with self.dialect.transaction() as db:
             if self.dialect.lock_for_import:
                 await db.execute(self.dialect.lock_for_import)
-            if await db.fetchval("SELECT 1 FROM assistants UNION SELECT 1 FROM threads"):
+            if await db.fetchval(
+                "SELECT 1 FROM assistants UNION SELECT 1 FROM threads UNION SELECT 1 FROM access"
+            ):
                 raise Conflict("the target store is not empty: import into a new one")
             await db.executemany(ADD_ASSISTANT, map(_assistant_values, snapshot.assistants))
             await db.executemany(
@@ -605,6 +609,9 @@ class Store:
             await db.executemany(ADD_THREAD, map(_thread_values, snapshot.threads))
             await db.executemany(
                 ADD_MESSAGE, [_message_values(m, m.external_id) for m in snapshot.messages]
+            )
+            await db.executemany(
+                "INSERT INTO access (subject, rule) VALUES (?, ?)", snapshot.access.items()
             )
             await self._announce_work(db, "import")
         self.notify_work()
