@@ -49,7 +49,7 @@ def without_mentions(text: str) -> str:
 
 
 class EventHandlers:
-    """Turns Slack messages into questions for the looper."""
+    """Turns Slack messages into questions for the looper, as far as `access` allows."""
 
     def __init__(self, tutor: Tutor, api: SlackApi, access: Access) -> None:
         self.tutor = tutor
