@@ -19,6 +19,12 @@ class Admins:
         self.listed = listed
         self.cache: dict[str, tuple[bool, float]] = {}
 
+    @property
+    def whom_to_ask(self) -> str:
+        """Whom a refused person should ask: the listed admins, else a workspace admin."""
+        listed = ", ".join(f"<@{user}>" for user in sorted(self.listed))
+        return f"Ask {listed or 'a workspace admin'}."
+
     async def allows(self, user_id: str) -> bool:
         if user_id in self.listed:
             return True

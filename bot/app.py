@@ -15,6 +15,7 @@ from aiohttp import ClientError
 from slack_bolt.app.async_app import AsyncApp
 from slack_sdk.errors import SlackApiError
 
+from bot.access import Access
 from bot.admins import Admins
 from bot.catchup import catch_up
 from bot.commands import ROUTES, TutorCommands
@@ -75,7 +76,7 @@ async def check_tokens(settings: BotSettings) -> None:
             ) from exc
 
 
-def build_apps(tutor: Tutor, api: SlackApi, settings: BotSettings) -> tuple[AsyncApp, AsyncApp]:
+def build_apps(tutor: Tutor, api: SlackApi, access: Access) -> tuple[AsyncApp, AsyncApp]:
     """The app for commands and clicks and the app for events (acknowledged once stored);
     see `TutorSocketHandler`.
 
@@ -83,9 +84,8 @@ def build_apps(tutor: Tutor, api: SlackApi, settings: BotSettings) -> tuple[Asyn
     `AckFirst` has acknowledged whatever needs no store write and its listener hands the work
     to a background task; a command that stores first acknowledges once stored.
     """
-    admins = Admins(api, settings.admins)
-    events = EventHandlers(tutor, api, admins)
-    commands = TutorCommands(tutor, api, admins)
+    events = EventHandlers(tutor, api, access)
+    commands = TutorCommands(tutor, api, access.admins, access)
     app = AsyncApp(client=api.client, name="tutor", process_before_response=True)
     app.use(ParseCommand(ROUTES))
     app.use(AckFirst())
@@ -127,7 +127,8 @@ async def serve_with(
             history=settings.history_limit,
         ),
     )
-    app, events_app = build_apps(tutor, api, settings)
+    access = Access(tutor, Admins(api, settings.admins), settings.tutor_access == "closed")
+    app, events_app = build_apps(tutor, api, access)
     looper = Looper.from_settings(settings, store, openai_key, SlackSink(api))
     looper.grace_seconds = SHUTDOWN_GRACE
     socket = TutorSocketHandler(app, events_app, settings.slack_app_token)
@@ -140,7 +141,7 @@ async def serve_with(
     await socket.connect_async()  # type: ignore[no-untyped-call]
     answering = asyncio.create_task(looper.run(), name="looper")
     window = timedelta(hours=settings.tutor_catchup_hours)
-    catching_up = asyncio.create_task(catch_up(tutor, api, window), name="catch-up")
+    catching_up = asyncio.create_task(catch_up(tutor, api, window, access), name="catch-up")
     log.warning("tutor is running (looper %s)", looper.owner)
     for warning in await tutor.model_warnings():
         log.warning(warning)

@@ -17,6 +17,7 @@ from typing import Any
 
 from slack_sdk.errors import SlackApiError
 
+from bot.access import Access
 from bot.events import EventHandlers, is_person_speaking, without_mentions
 from bot.places import SlackThread, asker, asker_key, slack_ts
 from bot.web import SlackApi, slack_error
@@ -29,36 +30,42 @@ log = logging.getLogger(__name__)
 CONVERSATION_TYPES = "public_channel,private_channel,im"
 
 
-async def catch_up(tutor: Tutor, api: SlackApi, window: timedelta) -> None:
-    """Ask what was missed in the last `window`: thread replies and new conversations.
+async def catch_up(tutor: Tutor, api: SlackApi, window: timedelta, access: Access) -> None:
+    """Ask what was missed in the last `window`: thread replies and new conversations,
+    as far as `access` allows.
 
     The two read different methods (`conversations.replies`, `conversations.history`),
     each with its own budget, so they run side by side.
     """
     since = utcnow() - window
-    replies = ThreadReplies(tutor, api)
+    replies = ThreadReplies(tutor, api, access)
+    events = EventHandlers(tutor, api, access)
     added, started = await asyncio.gather(
-        replies.catch_up_all(since), start_missed(tutor, api, replies, since)
+        replies.catch_up_all(since), start_missed(events, api, replies, since)
     )
     log.warning("catch-up done: conversations started: %d, replies asked: %d", started, added)
 
 
-async def start_missed(tutor: Tutor, api: SlackApi, replies: ThreadReplies, since: datetime) -> int:
+async def start_missed(
+    events: EventHandlers, api: SlackApi, replies: ThreadReplies, since: datetime
+) -> int:
     """Start the conversations missed since `since`; returns how many were started."""
     try:
         me = await BotUser.of(api)
-        return await MissedConversations(tutor, api, replies, me).start_all(since)
+        return await MissedConversations(events, replies, me).start_all(since)
     except SlackApiError as exc:
         log.warning("catch-up of mentions and DMs failed: %s", slack_error(exc))
         return 0
 
 
 class ThreadReplies:
-    """Stores the replies posted in known threads after their newest stored message."""
+    """Stores the replies posted in known threads after their newest stored message (a
+    refused asker's are left out, silently: the refusal was not live)."""
 
-    def __init__(self, tutor: Tutor, api: SlackApi) -> None:
+    def __init__(self, tutor: Tutor, api: SlackApi, access: Access) -> None:
         self.tutor = tutor
         self.api = api
+        self.access = access
 
     async def catch_up_all(self, since: datetime) -> int:
         """Catch up each thread active since `since`; returns how many questions were added."""
@@ -80,7 +87,7 @@ class ThreadReplies:
         async for message in self.api.replies(place.channel, place.thread_ts, oldest=newest):
             if message["ts"] == place.thread_ts or float(message["ts"]) <= float(newest):
                 continue
-            if is_person_speaking(message):
+            if await self._may_ask(message, place):
                 try:
                     await self.tutor.ask(
                         without_mentions(message["text"]),
@@ -94,6 +101,11 @@ class ThreadReplies:
                     continue
                 added += 1
         return added
+
+    async def _may_ask(self, message: dict[str, Any], place: SlackThread) -> bool:
+        if not is_person_speaking(message):
+            return False
+        return await self.access.refusal(message["user"], place.channel) is None
 
 
 @dataclass(frozen=True)
@@ -125,10 +137,10 @@ class MissedConversations:
     thread (a new database) from answering a second time.
     """
 
-    def __init__(self, tutor: Tutor, api: SlackApi, replies: ThreadReplies, me: BotUser) -> None:
-        self.tutor = tutor
-        self.api = api
-        self.events = EventHandlers(tutor, api)
+    def __init__(self, events: EventHandlers, replies: ThreadReplies, me: BotUser) -> None:
+        self.tutor = events.tutor
+        self.api = events.api
+        self.events = events
         self.replies = replies
         self.me = me
 
@@ -145,8 +157,7 @@ class MissedConversations:
         try:
             async for message in self.api.history(channel, oldest=oldest):
                 if await self._unanswered(channel, message, is_dm):
-                    await self._start(channel, message, is_dm)
-                    started += 1
+                    started += await self._start(channel, message, is_dm)
         except SlackApiError as exc:
             log.warning("catch-up of %s failed: %s", channel, slack_error(exc))
         return started
@@ -161,17 +172,16 @@ class MissedConversations:
             return False
         return await self.tutor.threads.by_key(SlackThread(channel, message["ts"]).key) is None
 
-    async def _start(self, channel: str, message: dict[str, Any], is_dm: bool) -> None:
+    async def _start(self, channel: str, message: dict[str, Any], is_dm: bool) -> bool:
+        """Start it through the live handlers; False when access refused it."""
         event = {**message, "channel": channel, "channel_type": "im" if is_dm else "channel"}
         context = {"team_id": self.me.team_id}
         if is_dm:
             await self.events.on_message(event, context)
         else:
             await self.events.on_mention(event, context)
-        if message.get("reply_count"):  # people replied under it: questions in its thread too
-            await self._catch_up_replies(SlackThread(channel, message["ts"], self.me.team_id))
-
-    async def _catch_up_replies(self, place: SlackThread) -> None:
+        place = SlackThread(channel, message["ts"], self.me.team_id)
         thread = await self.tutor.threads.by_key(place.key)
-        if thread is not None:
+        if thread is not None and message.get("reply_count"):  # questions in its thread too
             await self.replies.catch_up(thread.id, place)
+        return thread is not None

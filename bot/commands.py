@@ -19,15 +19,24 @@ from slack_bolt.context.ack.async_ack import AsyncAck
 from slack_bolt.context.async_context import AsyncBoltContext
 from slack_sdk.errors import SlackApiError
 
+from bot.access import Access
 from bot.admins import Admins
 from bot.background import Background
 from bot.formatting import NOT_IN_CHANNEL, permalink_fallback
 from bot.middleware import INVOCATION
-from bot.places import USER, ChannelRequest, SlackThread, asker_key, channel_place
+from bot.places import (
+    USER,
+    ChannelRequest,
+    SlackThread,
+    asker_key,
+    channel_place,
+    shown_subject,
+    subject_named,
+)
 from bot.routes import Invocation, Route
 from bot.web import SlackApi, slack_error
 from looper.core import Tutor
-from looper.models import ChatCompletionThread, NewMessage
+from looper.models import AccessRule, ChatCompletionThread, NewMessage
 from looper.store import StoreError
 
 log = logging.getLogger(__name__)
@@ -69,10 +78,11 @@ class Command:
 class TutorCommands:
     """Routes /tutor subcommands to handlers."""
 
-    def __init__(self, tutor: Tutor, api: SlackApi, admins: Admins) -> None:
+    def __init__(self, tutor: Tutor, api: SlackApi, admins: Admins, access: Access) -> None:
         self.tutor = tutor
         self.api = api
         self.admins = admins
+        self.access = access
         self.later = Background()
 
     async def run(
@@ -124,6 +134,9 @@ class TutorCommands:
 
     # anyone
     async def ask(self, call: Command) -> None:
+        refused = await self.access.refusal(call.user, call.channel)
+        if refused:
+            raise UserError(refused)  # told in the ack: nothing was stored
         assistant = await self.tutor.assistant_for(channel_place(call.channel))
         question = NewMessage(
             content=call.args, metadata={USER: call.user}, asker=asker_key(call.user)
@@ -190,6 +203,40 @@ class TutorCommands:
             "moment, and replies under it are asked."
         )
 
+    async def allow(self, call: Command) -> None:
+        await self._set_rule(call, "allow")
+
+    async def deny(self, call: Command) -> None:
+        await self._set_rule(call, "deny")
+
+    async def _set_rule(self, call: Command, rule: AccessRule) -> None:
+        subject = subject_named(call.args)
+        if subject is None:
+            raise UserError(
+                f"Whom? `/tutor {rule} #channel` or `/tutor {rule} @person` (or their id: C…, U…)."
+            )
+        await self.tutor.set_rule(subject, rule)
+        await call.tell(f"{shown_subject(subject)} is {DONE[rule]} now.")
+
+    async def show_access(self, call: Command) -> None:
+        rules = await self.tutor.rules()
+        mode = (
+            "*closed*: only allowed people, and outside DMs only in allowed channels"
+            if self.access.closed
+            else "*open*: everyone, everywhere the bot is, but the denied"
+        )
+        await call.tell(
+            f"Access is {mode}; admins always may.\n"
+            f"Allowed: {listed(rules, 'allow')}\nDenied: {listed(rules, 'deny')}"
+        )
+
+
+DONE: dict[AccessRule, str] = {"allow": "allowed", "deny": "denied"}
+
+
+def listed(rules: dict[str, AccessRule], rule: AccessRule) -> str:
+    return ", ".join(shown_subject(s) for s, r in rules.items() if r == rule) or "none"
+
 
 def split_name(text: str) -> tuple[str, str]:
     """`"Name with spaces" instructions…` or `Name instructions…`."""
@@ -252,4 +299,21 @@ ROUTES = (
         admin_only=True,
         stores_first=True,
     ),
+    Route(
+        "allow",
+        TutorCommands.allow,
+        "let a channel or a person ask (lifts a deny)",
+        "#channel | @person",
+        admin_only=True,
+        needs_text=True,
+    ),
+    Route(
+        "deny",
+        TutorCommands.deny,
+        "keep a channel or a person from asking",
+        "#channel | @person",
+        admin_only=True,
+        needs_text=True,
+    ),
+    Route("access", TutorCommands.show_access, "who may ask where", admin_only=True),
 )

@@ -15,6 +15,7 @@ from typing import Any
 
 from slack_sdk.errors import SlackApiError
 
+from bot.access import Access
 from bot.admins import Admins
 from bot.background import Background
 from bot.formatting import ANSWERED, answered_blocks, thread_of_root
@@ -40,57 +41,58 @@ def is_person_speaking(event: dict[str, Any]) -> bool:
     )
 
 
+def mentions_bot(event: dict[str, Any], context: dict[str, Any]) -> bool:
+    """Whether the message mentions the bot (any mention, when the bot's id is unknown)."""
+    bot_user = context.get("bot_user_id")
+    text = event.get("text", "")
+    return f"<@{bot_user}>" in text if bot_user else bool(MENTION.search(text))
+
+
 def without_mentions(text: str) -> str:
     return MENTION.sub("", text).strip()
 
 
 class EventHandlers:
-    """Turns Slack messages into questions for the looper."""
+    """Turns Slack messages into questions for the looper, as far as `access` allows."""
 
-    def __init__(self, tutor: Tutor, api: SlackApi, admins: Admins | None = None) -> None:
+    def __init__(self, tutor: Tutor, api: SlackApi, access: Access) -> None:
         self.tutor = tutor
         self.api = api
-        self.admins = admins  # who may retry any thread; without, none but its own people
+        self.access = access
+        self.admins: Admins | None = access.admins  # who may retry any thread
         self.later = Background()
 
     async def on_message(self, event: dict[str, Any], context: dict[str, Any]) -> None:
         """A reply in a tutor thread is a question; in a DM every message is one."""
         if not is_person_speaking(event):
             return
-        try:
-            await self._on_message(event, context)
-        except InvalidInput as refused:
-            await self._tell(event, str(refused))
-
-    async def _on_message(self, event: dict[str, Any], context: dict[str, Any]) -> None:
         thread_ts = event.get("thread_ts")
+        in_dm = event.get("channel_type") == "im"
+        # A mention outside a DM comes as an app_mention too: that one tells of a refusal.
+        tells = in_dm or not mentions_bot(event, context)
         if thread_ts and thread_ts != event["ts"]:
-            if await self._ask_in_thread(event, thread_ts):
+            if await self._ask_in_thread(event, thread_ts, tells):
                 return
-        if event.get("channel_type") == "im":
+        if in_dm:
             await self._start(event, context, root=thread_ts or event["ts"])
 
     async def on_mention(self, event: dict[str, Any], context: dict[str, Any]) -> None:
         """A mention starts a conversation rooted at itself (or joins the thread it is in)."""
         if not is_person_speaking(event):
             return
-        try:
-            await self._on_mention(event, context)
-        except InvalidInput as refused:
-            await self._tell(event, str(refused))
-
-    async def _on_mention(self, event: dict[str, Any], context: dict[str, Any]) -> None:
         thread_ts = event.get("thread_ts")
-        if thread_ts and await self._ask_in_thread(event, thread_ts):
+        if thread_ts and await self._ask_in_thread(event, thread_ts, tells=True):
             return
         await self._start(event, context, root=thread_ts or event["ts"])
 
-    async def _ask_in_thread(self, event: dict[str, Any], thread_ts: str) -> bool:
+    async def _ask_in_thread(self, event: dict[str, Any], thread_ts: str, tells: bool) -> bool:
+        """Ask in the tutor thread at `thread_ts`; False when there is none."""
         thread = await self.tutor.threads.by_key(SlackThread(event["channel"], thread_ts).key)
         thread = thread or await self._being_placed(event["channel"], thread_ts)
         if thread is None:
             return False
-        self.tutor.check_question(without_mentions(event["text"]))
+        if not await self._may_ask(event, thread_ts, tells):
+            return True
         shown = await show_thinking(self.api, event["channel"], thread_ts)
         await self.tutor.ask(
             without_mentions(event["text"]),
@@ -125,10 +127,11 @@ class EventHandlers:
         return None
 
     async def _start(self, event: dict[str, Any], context: dict[str, Any], root: str) -> None:
+        if not await self._may_ask(event, root, tells=True):
+            return
         place = SlackThread(
             event["channel"], root, event.get("team") or context.get("team_id") or ""
         )
-        self.tutor.check_question(without_mentions(event["text"]))
         shown = await show_thinking(self.api, place.channel, root)
         assistant = await self.tutor.assistant_for(channel_place(place.channel))
         question = NewMessage(
@@ -142,17 +145,37 @@ class EventHandlers:
                 assistant, place.metadata, question, external_key=place.key
             )
         except Conflict:  # the same event again, or message and app_mention for one post
-            await self._ask_in_thread(event, root)
+            await self._ask_in_thread(event, root, tells=False)
 
-    async def _tell(self, event: dict[str, Any], text: str) -> None:
-        """One line to the person who wrote `event`, only them, in its thread."""
-        await self.api.call(
-            "chat.postEphemeral",
-            channel=event["channel"],
-            user=event["user"],
-            thread_ts=event.get("thread_ts") or event["ts"],
-            text=f"Not asked: {text}.",
-        )
+    async def _may_ask(self, event: dict[str, Any], root: str, tells: bool) -> bool:
+        """Whether the asker may ask here; if not and `tells`, one line in the thread that
+        only they see (never a public reply)."""
+        refused = await self.access.refusal(event["user"], event["channel"])
+        refused = refused or self._too_long(event)
+        if refused is None:
+            return True
+        if tells:
+            await self._tell_refused(event, root, refused)
+        return False
+
+    async def _tell_refused(self, event: dict[str, Any], root: str, text: str) -> None:
+        try:
+            await self.api.call(
+                "chat.postEphemeral",
+                channel=event["channel"],
+                user=event["user"],
+                thread_ts=root,
+                text=text,
+            )
+        except SlackApiError as exc:
+            log.info("could not tell %s they were refused: %s", event["user"], slack_error(exc))
+
+    def _too_long(self, event: dict[str, Any]) -> str | None:
+        try:
+            self.tutor.check_question(without_mentions(event["text"]))
+        except InvalidInput as refused:
+            return f"Not asked: {refused}."
+        return None
 
     async def on_retry(self, body: dict[str, Any], respond: Any) -> None:
         """A click, acknowledged already: handled after Slack hears back."""

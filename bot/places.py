@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from looper.models import ChatCompletionThread, Message
@@ -12,11 +13,52 @@ RESPONSE_URL = "slack_response_url"
 # A message's metadata: who wrote it, its Slack ts, whether "is thinking…" shows for it.
 USER, TS, STATUS = "slack_user", "slack_ts", "slack_status"
 SHOWN = "shown"
+# Access subjects: a Slack user or channel, as the store keeps its rule.
+USER_SUBJECT, CHANNEL_SUBJECT = "slack:user:", "slack:channel:"
+ESCAPED = re.compile(r"<([#@])([A-Z0-9]+)(?:\|[^>]*)?>")  # <#C123|name>, <@U123|name>
+CHANNEL_ID = re.compile(r"[CG][A-Z0-9]{2,}")
+USER_ID = re.compile(r"[UW][A-Z0-9]{2,}")
 
 
 def channel_place(channel: str) -> str:
     """The binding key of a channel (`/tutor use`)."""
     return f"slack:{channel}"
+
+
+def is_dm(channel: str) -> bool:
+    """Whether `channel` is a direct message with the bot (Slack's DM ids begin with D)."""
+    return channel.startswith("D")
+
+
+def user_subject(user: str) -> str:
+    return USER_SUBJECT + user
+
+
+def channel_subject(channel: str) -> str:
+    return CHANNEL_SUBJECT + channel
+
+
+def subject_named(text: str) -> str | None:
+    """The subject of a channel or a person as typed after `/tutor allow`: Slack's escaped
+    `<#C123|name>` or `<@U123|name>`, or a plain id (`C123`, `U123`); None for anything else."""
+    said = text.strip()
+    if escaped := ESCAPED.fullmatch(said):
+        kind, found = escaped.groups()
+        return channel_subject(found) if kind == "#" else user_subject(found)
+    if CHANNEL_ID.fullmatch(said.upper()):
+        return channel_subject(said.upper())
+    if USER_ID.fullmatch(said.upper()):
+        return user_subject(said.upper())
+    return None
+
+
+def shown_subject(subject: str) -> str:
+    """A subject as Slack shows it (a channel or a person's link); others as they are."""
+    if subject.startswith(CHANNEL_SUBJECT):
+        return f"<#{subject.removeprefix(CHANNEL_SUBJECT)}>"
+    if subject.startswith(USER_SUBJECT):
+        return f"<@{subject.removeprefix(USER_SUBJECT)}>"
+    return subject
 
 
 @dataclass(frozen=True)

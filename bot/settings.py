@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field, field_validator
 
 from bot.pacing import HistoryLimit
@@ -15,6 +17,9 @@ class BotSettings(Settings):
     slack_app_token: str = ""
     slack_api_url: str = "https://slack.com/api/"
     tutor_admins: str = ""
+    tutor_access: Literal["open", "closed"] = Field(
+        "open", description="open: all but the denied; closed: only the allowed"
+    )
     tutor_catchup_hours: float = Field(24.0, ge=0)
     tutor_replicas: int = Field(1, ge=1, description="processes sharing Slack's rate limits")
     tutor_posts_per_second: float = Field(

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections import defaultdict
 
 from looper import metrics
 from looper.deprecations import ModelUse, shutdown_warning
 from looper.models import (
+    AccessRule,
     BaseAssistant,
     ChatCompletionPhysicsTutor,
     ChatCompletionThread,
@@ -110,6 +112,20 @@ class Tutor:
     async def assistant_for(self, place: str) -> BaseAssistant:
         """The assistant bound to a place, else the default one."""
         return await self.store.assistant_for(place) or await self.add_assistant()
+
+    async def set_rule(self, subject: str, rule: AccessRule) -> None:
+        """Allow or deny a front end's subject (a user, a place); its earlier rule goes."""
+        if not subject.strip():
+            raise InvalidInput("allow or deny whom?")
+        await self.store.set_rule(subject, rule)
+
+    async def rules_of(self, *subjects: str) -> list[AccessRule | None]:
+        """Each subject's rule (None: it has none), read from the store now."""
+        return list(await asyncio.gather(*(self.store.rule_of(s) for s in subjects)))
+
+    async def rules(self) -> dict[str, AccessRule]:
+        """Every subject's rule."""
+        return await self.store.rules()
 
     async def add_thread(
         self,

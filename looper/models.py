@@ -9,6 +9,8 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+AccessRule = Literal["allow", "deny"]  # whether a front end's subject (a user, a place) may ask
+
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
@@ -120,6 +122,7 @@ class Snapshot(BaseModel):
     bindings: dict[str, str] = Field(default_factory=dict)
     threads: list[ChatCompletionThread] = Field(default_factory=list)
     messages: list[StoredMessage] = Field(default_factory=list)
+    access: dict[str, AccessRule] = Field(default_factory=dict)
 
 
 class PendingSummary(BaseModel):

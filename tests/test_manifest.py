@@ -33,6 +33,7 @@ def test_manifest_has_what_the_bot_needs() -> None:
     assert app["settings"]["interactivity"]["is_enabled"] is True
     [command] = app["features"]["slash_commands"]
     assert command["command"] == "/tutor" and "ask <question>" in command["usage_hint"]
+    assert command["should_escape"] is True  # `/tutor allow #channel` arrives with its id
     events = set(app["settings"]["event_subscriptions"]["bot_events"])
     assert {"app_mention", "message.channels", "message.groups", "message.im"} <= events
     scopes = set(app["oauth_config"]["scopes"]["bot"])

@@ -22,7 +22,10 @@ def test_the_usage_lists_every_subcommand_for_whom_it_is() -> None:
         "spaces)\n"
         "• `/tutor use <assistant>` — this channel's assistant (name or id)\n"
         "• `/tutor threads` — list conversations\n"
-        "• `/tutor thread add [assistant]` — start an empty conversation to reply under"
+        "• `/tutor thread add [assistant]` — start an empty conversation to reply under\n"
+        "• `/tutor allow #channel | @person` — let a channel or a person ask (lifts a deny)\n"
+        "• `/tutor deny #channel | @person` — keep a channel or a person from asking\n"
+        "• `/tutor access` — who may ask where"
     )
 
 
@@ -34,6 +37,7 @@ def test_words_then_the_text_as_typed() -> None:
     )
     assert routed("threads") == ("threads", "", None)
     assert routed("thread add") == ("thread add", "", None)  # the assistant is optional
+    assert routed("deny <#C0CLASS001|class>") == ("deny", "<#C0CLASS001|class>", None)
 
 
 def test_any_whitespace_separates_the_words() -> None:

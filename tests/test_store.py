@@ -354,7 +354,9 @@ async def test_export_then_import_loses_nothing(store: Store, tmp_path: Path) ->
     await claim_one(store, "a")
     await store.commit_answer(thread.id, "a", 1, "a1", {"answers": "1"})
     await store.add_user_message(thread.id, "q2 pending")
+    await store.set_rule("slack:user:U1", "deny")
     snapshot = await store.export_all()
+    assert snapshot.access == {"slack:user:U1": "deny"}
 
     for backend in ("sqlite", "postgres"):  # into either backend
         target = await open_store(new_store_url(backend, tmp_path))
@@ -420,3 +422,22 @@ async def test_the_newest_question_names_the_asker(store: Store) -> None:
     await store.add_user_message(thread.id, "first", asker="slack:U1")
     await store.add_user_message(thread.id, "second", asker="slack:U2")
     assert (await store.get_thread(thread.id)).asker == "slack:U2"
+
+
+async def test_access_rules(store: Store) -> None:
+    assert await store.rules() == {}
+    assert await store.rule_of("slack:user:U1") is None
+    await store.set_rule("slack:user:U1", "deny")
+    await store.set_rule("slack:channel:C1", "allow")
+    await store.set_rule("slack:user:U1", "allow")  # the latest rule replaces the earlier
+    await store.set_rule("slack:user:U2", "deny")
+    assert await store.rules() == {
+        "slack:channel:C1": "allow",
+        "slack:user:U1": "allow",
+        "slack:user:U2": "deny",
+    }
+    assert await store.rules(["slack:user:U2", "slack:user:U9"]) == {"slack:user:U2": "deny"}
+    assert await store.rules([]) == {}
+    subjects = ["slack:user:U1", "slack:user:U2", "slack:user:U9", "slack:user:U1"]  # together
+    together = await asyncio.gather(*(store.rule_of(s) for s in subjects))
+    assert together == ["allow", "deny", None, "allow"]

@@ -88,11 +88,21 @@ def m004_askers(t: ColumnTypes) -> list[str]:
     return ["ALTER TABLE threads ADD COLUMN asker TEXT"]
 
 
+def m005_access(t: ColumnTypes) -> list[str]:
+    """Who may ask: a front end's subjects (a user, a channel…), each allowed or denied."""
+    return [
+        """CREATE TABLE access (
+            subject TEXT PRIMARY KEY,
+            rule TEXT NOT NULL CHECK (rule IN ('allow', 'deny')))""",
+    ]
+
+
 MIGRATIONS: list[Callable[[ColumnTypes], list[str]]] = [
     m001_initial,
     m002_bindings_and_activity,
     m003_places_and_failures,
     m004_askers,
+    m005_access,
 ]
 
 

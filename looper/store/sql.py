@@ -16,6 +16,7 @@ from typing import Any, Literal, TypeVar
 from pydantic import BaseModel
 
 from looper.models import (
+    AccessRule,
     BaseAssistant,
     ChatCompletionThread,
     Claim,
@@ -117,6 +118,7 @@ class Store:
         self._work = asyncio.Event()
         self._new_threads = Batcher(self._add_threads)
         self._bound = Batcher(self._assistants_for)
+        self._rules = Batcher(self._rules_of)
 
     async def open(self) -> None:
         """Connect and bring the schema up to date."""
@@ -193,6 +195,39 @@ class Store:
             by_place.update({r["place"]: BaseAssistant.model_validate(r) for r in rows})
         oldest = await self._assistants("ORDER BY created_at, id LIMIT 1")
         return [by_place.get(place, oldest[0] if oldest else None) for place in places]
+
+    # access: a front end's subjects (opaque strings), each allowed or denied
+    async def set_rule(self, subject: str, rule: AccessRule) -> None:
+        """Allow or deny `subject`, replacing its earlier rule."""
+        async with self.dialect.connection() as db:
+            await db.execute(
+                "INSERT INTO access (subject, rule) VALUES (?, ?) "
+                "ON CONFLICT (subject) DO UPDATE SET rule = excluded.rule",
+                subject,
+                rule,
+            )
+
+    async def rule_of(self, subject: str) -> AccessRule | None:
+        """The rule of `subject`, None when it has none (subjects asked for at the same
+        moment are read together)."""
+        return await self._rules.add(subject)
+
+    async def _rules_of(self, subjects: list[str]) -> list[AccessRule | Exception | None]:
+        wanted = sorted(set(subjects))
+        found: dict[str, AccessRule] = {}
+        for start in range(0, len(wanted), BATCH):
+            found.update(await self.rules(wanted[start : start + BATCH]))
+        return [found.get(subject) for subject in subjects]
+
+    async def rules(self, subjects: Sequence[str] | None = None) -> dict[str, AccessRule]:
+        """The rules of `subjects` (of every subject when None), by subject."""
+        if subjects is not None and not subjects:
+            return {}
+        condition = f"WHERE subject IN ({_marks(subjects)})" if subjects is not None else ""
+        rows = await self._fetch(
+            f"SELECT subject, rule FROM access {condition} ORDER BY subject", *(subjects or ())
+        )
+        return {r["subject"]: r["rule"] for r in rows}
 
     # threads
     async def add_thread(
@@ -573,20 +608,24 @@ class Store:
             messages = await db.fetch(
                 f"SELECT {MESSAGE_COLUMNS} FROM messages ORDER BY thread_id, id"
             )
+            rules = await db.fetch("SELECT subject, rule FROM access ORDER BY subject")
         return Snapshot(
             assistants=[BaseAssistant.model_validate(r) for r in assistants],
             bindings={r["place"]: r["assistant_id"] for r in bindings},
             threads=[_parsed(ChatCompletionThread, r) for r in threads],
             messages=[_parsed(StoredMessage, r) for r in messages],
+            access={r["subject"]: r["rule"] for r in rules},
         )
 
     async def import_all(self, snapshot: Snapshot) -> None:
-        """Load a snapshot into this store, which must hold no assistants or threads yet;
-        all of it or nothing. Raises Conflict when the store is not empty."""
+        """Load a snapshot into this store, which must hold no assistants, threads or access
+        rules yet; all of it or nothing. Raises Conflict when the store is not empty."""
         async with self.dialect.transaction() as db:
             if self.dialect.lock_for_import:
                 await db.execute(self.dialect.lock_for_import)
-            if await db.fetchval("SELECT 1 FROM assistants UNION SELECT 1 FROM threads"):
+            if await db.fetchval(
+                "SELECT 1 FROM assistants UNION SELECT 1 FROM threads UNION SELECT 1 FROM access"
+            ):
                 raise Conflict("the target store is not empty: import into a new one")
             await db.executemany(ADD_ASSISTANT, map(_assistant_values, snapshot.assistants))
             await db.executemany(
@@ -596,6 +635,9 @@ class Store:
             await db.executemany(ADD_THREAD, map(_thread_values, snapshot.threads))
             await db.executemany(
                 ADD_MESSAGE, [_message_values(m, m.external_id) for m in snapshot.messages]
+            )
+            await db.executemany(
+                "INSERT INTO access (subject, rule) VALUES (?, ?)", snapshot.access.items()
             )
             await self._announce_work(db, "import")
         self.notify_work()
