@@ -166,6 +166,7 @@ def fan_out(
     channels = [f"C0BENCH{i:03d}" for i in range(count)]
     for channel in channels:
         run.slack.add_channel(channel)
+        run.slack.add_user(student_in(channel))  # one person a channel: nobody waits a turn
     started: dict[str, float] = {}
     envelopes = []
     for channel in channels:
@@ -175,12 +176,17 @@ def fan_out(
     return report(run, started, envelopes, latency)
 
 
+def student_in(channel: str) -> str:
+    return "U0" + channel.removeprefix("C0")
+
+
 def ask(slack: FakeSlack, channel: str) -> str:
-    return slack.slash(STUDENT, channel, f"ask question for {channel}")
+    return slack.slash(student_in(channel), channel, f"ask question for {channel}")
 
 
 def mention(slack: FakeSlack, channel: str) -> str:
-    ts = slack.user_says(STUDENT, channel, f"<@{BOT_USER}> question for {channel}", deliver=False)
+    text = f"<@{BOT_USER}> question for {channel}"
+    ts = slack.user_says(student_in(channel), channel, text, deliver=False)
     [message] = [m for m in slack.messages(channel) if m["ts"] == ts]
     slack.deliver_message_events(channel, message)
     return list(slack.envelopes)[-1]  # the app_mention envelope
