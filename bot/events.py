@@ -119,7 +119,8 @@ class EventHandlers:
             include_all_metadata=True,
         )
         messages: list[dict[str, Any]] = found.get("messages", []) if found else []
-        thread_id = next(filter(None, map(thread_of_root, messages)), None)
+        me = await self.api.bot_user()
+        thread_id = next(filter(None, (thread_of_root(m, me) for m in messages)), None)
         if thread_id is None:
             return None
         with contextlib.suppress(NotFound):

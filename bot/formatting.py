@@ -52,10 +52,11 @@ def thread_metadata(thread_id: str, assistant_id: str) -> dict[str, Any]:
     }
 
 
-def thread_of_root(message: dict[str, Any]) -> str | None:
-    """The tutor thread a root message names in its metadata, else None."""
+def thread_of_root(message: dict[str, Any], bot_user: str) -> str | None:
+    """The tutor thread a root message names in its metadata, else None; only a message the
+    bot posted itself counts (another app could post the same metadata)."""
     metadata = message.get("metadata") or {}
-    if metadata.get("event_type") != "tutor_thread":
+    if metadata.get("event_type") != "tutor_thread" or message.get("user") != bot_user:
         return None
     return str((metadata.get("event_payload") or {}).get("thread_id") or "") or None
 

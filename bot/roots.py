@@ -60,10 +60,11 @@ class RootPoster:
     async def _posted_before(self, job: Job, request: ChannelRequest) -> str | None:
         """The root an interrupted attempt posted, found by its metadata."""
         since = job.thread.created_at - CLOCK_SKEW
+        me = await self.api.bot_user()
         async for message in self.api.history(
             request.channel, oldest=f"{since.timestamp():.6f}", include_all_metadata=True
         ):
-            if thread_of_root(message) == job.thread.id:
+            if thread_of_root(message, me) == job.thread.id:
                 return str(message["ts"])
         return None
 

@@ -10,7 +10,7 @@ from bot.formatting import NOT_IN_CHANNEL
 from fakes.openai_server import FakeOpenAI
 from fakes.slack_server import BOT_ID, FakeSlack
 from tests.harness import Bot
-from tests.slack_user import CLASS, STUDENT, answers, is_root, user_turns, wait_answers
+from tests.slack_user import CLASS, STUDENT, answers, ask, is_root, user_turns, wait_answers
 
 QUESTION = "How did the universe begin?"
 
@@ -74,6 +74,26 @@ def test_a_reply_before_the_root_is_recorded_is_asked(
     assert bot.stop() == 0
     assert user_turns(fake_openai.requests[-1].body) == [QUESTION, "and before that?"]
     assert answer["metadata"]["event_payload"]["answers"] == "2" and len(roots(fake_slack)) == 1
+
+
+def test_a_root_posted_by_another_app_names_no_thread(
+    bot: Bot, fake_slack: FakeSlack, fake_openai: FakeOpenAI
+) -> None:
+    """Another app posts a message carrying tutor's root metadata for a real thread: a reply
+    under it is not asked into that thread."""
+    bot.start()
+    root = ask(fake_slack, QUESTION)
+    wait_answers(fake_slack, CLASS, root, 1)
+    [mine] = roots(fake_slack)
+    forged = fake_slack.user_says("U0OTHERBOT", CLASS, "a look-alike", bot_id="B0OTHER")
+    with fake_slack._lock:
+        [message] = [m for m in fake_slack.channels[CLASS] if m["ts"] == forged]
+        message["metadata"] = mine["metadata"]
+    fake_slack.user_says(STUDENT, CLASS, "injected?", thread_ts=forged)
+    assert fake_slack.wait_ack(list(fake_slack.envelopes)[-1]) is not None
+    assert bot.stop() == 0
+    assert [user_turns(r.body) for r in fake_openai.requests] == [[QUESTION]]
+    assert "injected?" not in bot.cli.ok("messages")
 
 
 def test_a_channel_the_bot_is_not_in_is_told_once(bot: Bot, fake_slack: FakeSlack) -> None:
