@@ -25,21 +25,20 @@ from looper.completion import Completer, make_clients
 from looper.core import Tutor
 from looper.loop import Looper
 from looper.models import NewMessage
-from looper.sinks import ConsoleSink, Job, Placed
+from looper.sinks import Job, Placed
 from looper.store import open_store
 
 OTHERS = 10
 
 
-class TimingSink(ConsoleSink):
+class TimingSink:
     """Notes when each thread's answer is delivered."""
 
     def __init__(self) -> None:
-        super().__init__()
         self.delivered: dict[str, float] = {}
         self.changed = asyncio.Event()
 
-    async def open(self, job: Job) -> TimedReply:  # type: ignore[override]
+    async def open(self, job: Job) -> TimedReply:
         return TimedReply(self, job.thread.id)
 
     async def place(self, job: Job) -> Placed:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import Any, Literal, TypeVar
 
@@ -52,6 +52,12 @@ M = TypeVar("M", bound=BaseModel)
 Role = Literal["user", "assistant"]
 NewThread = tuple[ChatCompletionThread, NewMessage | None]
 BATCH = 500  # ids per IN (…) list, well under every database's limit on parameters
+
+
+def _in_batches(values: Sequence[str]) -> Iterator[list[str]]:
+    """`values` in slices short enough for one IN (…) list."""
+    for start in range(0, len(values), BATCH):
+        yield list(values[start : start + BATCH])
 
 
 def _marks(values: Sequence[Any]) -> str:
@@ -185,8 +191,7 @@ class Store:
     async def _assistants_for(self, places: list[str]) -> list[BaseAssistant | Exception | None]:
         wanted = sorted(set(places))
         by_place: dict[str, BaseAssistant] = {}
-        for start in range(0, len(wanted), BATCH):
-            chunk = wanted[start : start + BATCH]
+        for chunk in _in_batches(wanted):
             rows = await self._fetch(
                 f"SELECT b.place, {BOUND_ASSISTANT} FROM bindings b "
                 f"JOIN assistants a ON a.id = b.assistant_id WHERE b.place IN ({_marks(chunk)})",
@@ -215,8 +220,8 @@ class Store:
     async def _rules_of(self, subjects: list[str]) -> list[AccessRule | Exception | None]:
         wanted = sorted(set(subjects))
         found: dict[str, AccessRule] = {}
-        for start in range(0, len(wanted), BATCH):
-            found.update(await self.rules(wanted[start : start + BATCH]))
+        for chunk in _in_batches(wanted):
+            found.update(await self.rules(chunk))
         return [found.get(subject) for subject in subjects]
 
     async def rules(self, subjects: Sequence[str] | None = None) -> dict[str, AccessRule]:
@@ -398,8 +403,7 @@ class Store:
     @staticmethod
     async def _messages_of(db: Connection, thread_ids: list[str]) -> dict[str, list[Message]]:
         found: dict[str, list[Message]] = {thread_id: [] for thread_id in thread_ids}
-        for start in range(0, len(thread_ids), BATCH):
-            batch = thread_ids[start : start + BATCH]
+        for batch in _in_batches(thread_ids):
             rows = await db.fetch(
                 f"SELECT {MESSAGE_COLUMNS} FROM messages "
                 f"WHERE thread_id IN ({_marks(batch)}) ORDER BY thread_id, id",
