@@ -23,12 +23,36 @@ CUT_OFF_NOTE = "\n\n_(cut off: ask “continue” for the rest)_"
 
 
 @dataclass(frozen=True)
+class Usage:
+    """The tokens one answer took. `cached_tokens` are the prompt tokens the server served
+    from its cache (part of `prompt_tokens`); `counted` is True when the server reported
+    nothing and the numbers come from the offline tokenizer."""
+
+    prompt_tokens: int
+    completion_tokens: int
+    cached_tokens: int = 0
+    counted: bool = False
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+def counted_usage(model: str, chat: Chat, text: str) -> Usage:
+    """What an answer took by the offline tokenizer's count, for servers that report none."""
+    counter = TokenCounter(model)
+    return Usage(counter.chat(chat), counter.text(text), counted=True)
+
+
+@dataclass(frozen=True)
 class Completion:
     """An answer, and why it stopped short when it did: `cut_off` is "length" when the
-    token limit (`max_completion_tokens`, or the server's context) ended it."""
+    token limit (`max_completion_tokens`, or the server's context) ended it. `usage` is
+    what this last attempt took (the server's own report, or counted)."""
 
     text: str
     cut_off: str | None = None
+    usage: Usage | None = None
 
     @property
     def delivered(self) -> str:
@@ -204,10 +228,13 @@ class Completer:
         )
         parts: list[str] = []
         finish: str | None = None
+        usage: Usage | None = None
         async with stream:
             async for chunk in stream:
                 if chunk.usage:  # the last chunk, without choices
-                    metrics.tokens_used(model, chunk.usage)
+                    details = chunk.usage.prompt_tokens_details
+                    cached = (details.cached_tokens or 0) if details else 0
+                    usage = Usage(chunk.usage.prompt_tokens, chunk.usage.completion_tokens, cached)
                 if not chunk.choices:
                     continue
                 choice = chunk.choices[0]
@@ -218,7 +245,9 @@ class Completer:
         text = "".join(parts)
         if not text.strip():
             raise CompletionFailed(empty_answer(finish))
-        return Completion(text, cut_off="length" if finish == "length" else None)
+        usage = usage or counted_usage(model, chat, text)
+        metrics.tokens_used(model, usage)
+        return Completion(text, "length" if finish == "length" else None, usage)
 
 
 def describe(error: Exception) -> str:

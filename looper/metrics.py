@@ -17,8 +17,7 @@ from prometheus_client import Counter, Gauge, Histogram
 from looper.models import Message, utcnow
 
 if TYPE_CHECKING:
-    from openai.types import CompletionUsage  # the CLI's commands do not load openai
-
+    from looper.completion import Usage
     from looper.store import Store
 
 log = logging.getLogger(__name__)
@@ -68,7 +67,7 @@ def answer_committed(messages: list[Message], upto: int) -> None:
         LATENCY.observe((utcnow() - question.created_at).total_seconds())
 
 
-def tokens_used(model: str, usage: CompletionUsage) -> None:
+def tokens_used(model: str, usage: Usage) -> None:
     TOKENS.labels(model, "prompt").inc(usage.prompt_tokens)
     TOKENS.labels(model, "completion").inc(usage.completion_tokens)
 

@@ -21,13 +21,18 @@ def new_id(prefix: str) -> str:
 
 
 class BaseAssistant(BaseModel):
-    """A persona. A subclass's docstring is its default instructions (the system prompt)."""
+    """A persona. A subclass's docstring is its default instructions (the system prompt).
+
+    `icon` is how front ends show it (an emoji like `:telescope:` or an image URL; None: the
+    front end's default) and `prompts` are up to four questions to suggest to a newcomer."""
 
     id: str = Field(default_factory=lambda: new_id("asst"))
     name: str = "Assistant"
     instructions: str = ""
     model: str | None = None
     created_at: datetime = Field(default_factory=utcnow)
+    icon: str | None = None
+    prompts: list[str] = Field(default_factory=list)
 
     def model_post_init(self, __context: object) -> None:
         if not self.instructions and type(self) is not BaseAssistant:
@@ -38,6 +43,15 @@ class ChatCompletionPhysicsTutor(BaseAssistant):
     """You are an acclaimed Physics Tutor for a top rated high school in the Bay Area of California, USA."""  # noqa: E501
 
     name: str = "Physics Tutor"
+    icon: str | None = ":atom_symbol:"
+    prompts: list[str] = Field(
+        default_factory=lambda: [
+            "Why is the sky blue?",
+            "Explain Newton's third law with an example.",
+            "How does a rocket move in empty space?",
+            "What is the difference between mass and weight?",
+        ]
+    )
 
 
 class BaseThread(BaseModel):

@@ -57,6 +57,10 @@ class TokenCounter:
     def message(self, message: dict[str, str]) -> int:
         return PER_MESSAGE + self.text(message["content"])
 
+    def chat(self, messages: list[dict[str, str]]) -> int:
+        """The prompt tokens of a whole request."""
+        return PER_REPLY + sum(self.message(m) for m in messages)
+
     @staticmethod
     def upper_bound(message: dict[str, str]) -> int:
         """No BPE token is shorter than one byte, so bytes bound the count from above."""

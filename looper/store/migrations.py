@@ -97,12 +97,21 @@ def m005_access(t: ColumnTypes) -> list[str]:
     ]
 
 
+def m006_assistant_identity(t: ColumnTypes) -> list[str]:
+    """How an assistant shows itself (an icon) and the questions it suggests."""
+    return [
+        "ALTER TABLE assistants ADD COLUMN icon TEXT",
+        "ALTER TABLE assistants ADD COLUMN prompts TEXT NOT NULL DEFAULT '[]'",
+    ]
+
+
 MIGRATIONS: list[Callable[[ColumnTypes], list[str]]] = [
     m001_initial,
     m002_bindings_and_activity,
     m003_places_and_failures,
     m004_askers,
     m005_access,
+    m006_assistant_identity,
 ]
 
 

@@ -32,7 +32,7 @@ from looper.store.dialect import Connection, Dialect, Row
 from looper.store.errors import Conflict, LeaseLost, NotFound
 from looper.store.migrations import SCHEMA_VERSION, migrate
 
-ASSISTANT_COLUMNS = "id, name, instructions, model, created_at"
+ASSISTANT_COLUMNS = "id, name, instructions, model, created_at, icon, prompts"
 BOUND_ASSISTANT = ", ".join(f"a.{column}" for column in ASSISTANT_COLUMNS.split(", "))
 THREAD_COLUMNS = (
     "id, assistant_id, chat_completion_model, metadata, external_key, created_at, "
@@ -40,7 +40,7 @@ THREAD_COLUMNS = (
     "awaiting_place, failure_ref, asker"
 )
 MESSAGE_COLUMNS = "thread_id, id, role, content, metadata, external_id, created_at"
-ADD_ASSISTANT = f"INSERT INTO assistants ({ASSISTANT_COLUMNS}) VALUES (?, ?, ?, ?, ?)"
+ADD_ASSISTANT = f"INSERT INTO assistants ({ASSISTANT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)"
 ADD_THREAD = f"INSERT INTO threads ({THREAD_COLUMNS}) VALUES ({', '.join('?' * 17)})"
 ADD_MESSAGE = f"INSERT INTO messages ({MESSAGE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)"
 SEEN_MESSAGE = f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE thread_id = ? AND external_id = ?"
@@ -71,7 +71,12 @@ def _parsed(model: type[M], row: Row) -> M:
 
 
 def _assistant_values(a: BaseAssistant) -> tuple[Any, ...]:
-    return (a.id, a.name, a.instructions, a.model, a.created_at)
+    return (a.id, a.name, a.instructions, a.model, a.created_at, a.icon, json.dumps(a.prompts))
+
+
+def _assistant(row: Row) -> BaseAssistant:
+    """A row of `assistants` (its `prompts` column holds a JSON list)."""
+    return BaseAssistant.model_validate({**row, "prompts": json.loads(row["prompts"])})
 
 
 def _thread_values(t: ChatCompletionThread) -> tuple[Any, ...]:
@@ -164,7 +169,7 @@ class Store:
 
     async def _assistants(self, condition: str, *args: Any) -> list[BaseAssistant]:
         rows = await self._fetch(f"SELECT {ASSISTANT_COLUMNS} FROM assistants {condition}", *args)
-        return [BaseAssistant.model_validate(r) for r in rows]
+        return [_assistant(r) for r in rows]
 
     @staticmethod
     async def _require_assistant(db: Connection, assistant_id: str) -> None:
@@ -197,7 +202,7 @@ class Store:
                 f"JOIN assistants a ON a.id = b.assistant_id WHERE b.place IN ({_marks(chunk)})",
                 *chunk,
             )
-            by_place.update({r["place"]: BaseAssistant.model_validate(r) for r in rows})
+            by_place.update({r["place"]: _assistant(r) for r in rows})
         oldest = await self._assistants("ORDER BY created_at, id LIMIT 1")
         return [by_place.get(place, oldest[0] if oldest else None) for place in places]
 
@@ -614,7 +619,7 @@ class Store:
             )
             rules = await db.fetch("SELECT subject, rule FROM access ORDER BY subject")
         return Snapshot(
-            assistants=[BaseAssistant.model_validate(r) for r in assistants],
+            assistants=[_assistant(r) for r in assistants],
             bindings={r["place"]: r["assistant_id"] for r in bindings},
             threads=[_parsed(ChatCompletionThread, r) for r in threads],
             messages=[_parsed(StoredMessage, r) for r in messages],
