@@ -19,7 +19,7 @@ from slack_sdk.errors import SlackApiError
 
 from bot.access import Access
 from bot.events import EventHandlers, is_person_speaking, without_mentions
-from bot.places import SlackThread, asker, asker_key, slack_ts
+from bot.places import SlackThread, asker, asker_key, channel_place, slack_ts
 from bot.web import SlackApi, slack_error
 from looper.core import InvalidInput, Tutor
 from looper.models import utcnow
@@ -95,6 +95,7 @@ class ThreadReplies:
                         metadata=asker(message["user"], message["ts"]),
                         external_id=message["ts"],
                         asker=asker_key(message["user"]),
+                        place=channel_place(place.channel),
                     )
                 except InvalidInput as refused:
                     log.info("catch-up skipped a question in %s: %s", thread_id, refused)

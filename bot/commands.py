@@ -13,6 +13,7 @@ import logging
 import shlex
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from slack_bolt.context.ack.async_ack import AsyncAck
@@ -22,10 +23,11 @@ from slack_sdk.errors import SlackApiError
 from bot.access import Access
 from bot.admins import Admins
 from bot.background import Background
-from bot.formatting import NOT_IN_CHANNEL, permalink_fallback
+from bot.formatting import NOT_IN_CHANNEL, mrkdwn_safe, permalink_fallback
 from bot.middleware import INVOCATION
 from bot.places import (
     USER,
+    USER_SUBJECT,
     ChannelRequest,
     SlackThread,
     asker_key,
@@ -34,8 +36,10 @@ from bot.places import (
     subject_named,
 )
 from bot.routes import Invocation, Route
+from bot.usage import GROUPS, amount, limits_text, overview, own_usage
 from bot.web import SlackApi, slack_error
-from looper.core import Tutor
+from looper.budgets import day_start
+from looper.core import LIMITS, Tutor
 from looper.models import AccessRule, ChatCompletionThread, NewMessage
 from looper.store import StoreError
 
@@ -139,11 +143,19 @@ class TutorCommands:
             raise UserError(refused)  # told in the ack: nothing was stored
         assistant = await self.tutor.assistant_for(channel_place(call.channel))
         question = NewMessage(
-            content=call.args, metadata={USER: call.user}, asker=asker_key(call.user)
+            content=call.args,
+            metadata={USER: call.user},
+            asker=asker_key(call.user),
+            place=channel_place(call.channel),
         )
         await self.tutor.start_thread(
             assistant, call.request.metadata, question, awaiting_place=True
         )
+
+    async def usage(self, call: Command) -> None:
+        if call.args:
+            raise UserError("Usage: `/tutor usage` (yours), or `/tutor usage all` (admins).")
+        await call.tell(own_usage(await self.tutor.usage_of(asker_key(call.user))))
 
     async def assistants(self, call: Command) -> None:
         listed = await self.tutor.list_assistants()
@@ -230,7 +242,47 @@ class TutorCommands:
             f"Allowed: {listed(rules, 'allow')}\nDenied: {listed(rules, 'deny')}"
         )
 
+    async def usage_all(self, call: Command) -> None:
+        now = self.tutor.budgets.clock()
+        spans = {
+            "Today": day_start(now),
+            "Last 7 days": now - timedelta(days=7),
+            "Last 30 days": now - timedelta(days=30),
+        }
+        reports = await asyncio.gather(
+            *(self.tutor.usage(since, by) for since in spans.values() for by in GROUPS)
+        )
+        found = iter(reports)
+        await call.tell(overview({title: {by: next(found) for by in GROUPS} for title in spans}))
 
+    async def limit(self, call: Command) -> None:
+        if call.args:
+            await self._set_limit(call, call.args.split())
+        limits, own = await asyncio.gather(
+            self.tutor.budgets.limits(), self.tutor.budgets.own_limits()
+        )
+        await call.tell(limits_text(limits, own))
+
+    async def _set_limit(self, call: Command, words: list[str]) -> None:
+        if len(words) not in (2, 3) or words[0].lower() not in LIMITS:
+            raise UserError(LIMIT_USAGE)
+        try:
+            value = amount(words[1])
+        except ValueError:
+            raise UserError(f"`{mrkdwn_safe(words[1])}` is not a number. {LIMIT_USAGE}") from None
+        whom = None
+        if len(words) == 3:
+            subject = subject_named(words[2]) or ""
+            if not subject.startswith(USER_SUBJECT):
+                raise UserError(f"Whose limit? Name a person: `@someone`. {LIMIT_USAGE}")
+            whom = asker_key(subject.removeprefix(USER_SUBJECT))
+        await self.tutor.set_limit(words[0].lower(), value, whom)
+
+
+LIMIT_USAGE = (
+    "Usage: `/tutor limit user N [@person]`, `/tutor limit channel N` (tokens a day), "
+    "`/tutor limit monthly USD`; 0 = no limit, `default` = the setting's."
+)
 DONE: dict[AccessRule, str] = {"allow": "allowed", "deny": "denied"}
 
 
@@ -273,6 +325,13 @@ ROUTES = (
         when_missing="Ask what? `/tutor ask how did the universe begin?`",
         stores_first=True,
     ),
+    Route(
+        "usage all",
+        TutorCommands.usage_all,
+        "usage by person, channel, assistant, model",
+        admin_only=True,
+    ),
+    Route("usage", TutorCommands.usage, "your tokens and cost today and this month"),
     Route("assistants", TutorCommands.assistants, "list assistants"),
     Route(
         "assistant add",
@@ -316,4 +375,11 @@ ROUTES = (
         needs_text=True,
     ),
     Route("access", TutorCommands.show_access, "who may ask where", admin_only=True),
+    Route(
+        "limit",
+        TutorCommands.limit,
+        "show or change budgets (tokens a day, dollars a month)",
+        "[user N [@person] | channel N | monthly USD]",
+        admin_only=True,
+    ),
 )

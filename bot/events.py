@@ -100,6 +100,7 @@ class EventHandlers:
             metadata=asker(event["user"], event["ts"], shown),
             external_id=event["ts"],
             asker=asker_key(event["user"]),
+            place=channel_place(event["channel"]),
         )
         return True
 
@@ -140,6 +141,7 @@ class EventHandlers:
             metadata=asker(event["user"], event["ts"], shown),
             external_id=event["ts"],
             asker=asker_key(event["user"]),
+            place=channel_place(place.channel),
         )
         try:
             await self.tutor.start_thread(

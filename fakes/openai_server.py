@@ -68,6 +68,8 @@ class FakeOpenAI:
     retired_models: set[str] = field(default_factory=lambda: {"gpt-3.5-turbo"})
     context_limit_chars: int | None = None  # a prompt longer than this is "too long"
     context_error_llama: bool = False
+    reports_usage: bool = True  # send the usage chunk when asked (some servers never do)
+    cached_tokens: int = 0  # prompt tokens to report as served from the cache
     requests: list[Recorded] = field(default_factory=list)
     in_flight: int = 0
     held_at: int | None = None  # streams wait before this chunk until `release()`
@@ -247,8 +249,8 @@ class FakeOpenAI:
             await response.write(sse(chunk(body, {"content": piece}, None)))
             self._sent_chunk(recorded)
         await response.write(sse(chunk(body, {}, finish)))
-        if (body.get("stream_options") or {}).get("include_usage"):
-            await response.write(sse(usage_chunk(body, len(pieces))))
+        if self.reports_usage and (body.get("stream_options") or {}).get("include_usage"):
+            await response.write(sse(usage_chunk(body, len(pieces), self.cached_tokens)))
         await response.write(b"data: [DONE]\n\n")
         await response.write_eof()
         return response
@@ -302,11 +304,16 @@ def chunk(body: dict[str, Any], delta: dict[str, str], finish: str | None) -> di
     }
 
 
-def usage_chunk(body: dict[str, Any], pieces: int) -> dict[str, Any]:
+def usage_chunk(body: dict[str, Any], pieces: int, cached: int = 0) -> dict[str, Any]:
     """The last chunk OpenAI streams when asked to `include_usage`: no choices, the usage.
     A word counts as a prompt token here, a streamed piece as a completion token."""
     words = sum(len((m.get("content") or "").split()) for m in body.get("messages", []))
-    usage = {"prompt_tokens": words, "completion_tokens": pieces, "total_tokens": words + pieces}
+    usage = {
+        "prompt_tokens": words,
+        "completion_tokens": pieces,
+        "total_tokens": words + pieces,
+        "prompt_tokens_details": {"cached_tokens": min(cached, words), "audio_tokens": 0},
+    }
     return {**chunk(body, {}, None), "choices": [], "usage": usage}
 
 

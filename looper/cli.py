@@ -8,15 +8,17 @@ import logging
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Coroutine
+from datetime import datetime
 from pathlib import Path
 from typing import Any, ParamSpec, TextIO, TypeVar
 
 import click
 from pydantic import ValidationError
 
+from looper import report
 from looper.core import Tutor
 from looper.deprecations import ModelUse, shutdown_warning
-from looper.models import Snapshot, utcnow
+from looper.models import Snapshot, UsageKey, utcnow
 from looper.settings import MissingSetting, Settings
 from looper.sinks import ConsoleSink
 from looper.store import StoreError, masked_url, open_store
@@ -268,6 +270,59 @@ async def migrate(settings: Settings) -> None:
         click.echo(f"schema version {await store.schema_version()}: up to date")
     finally:
         await store.close()
+
+
+class Since(click.ParamType[datetime]):
+    """`today`, `7d`, `30d` or a UTC date, as the moment it means."""
+
+    name = "since"
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> datetime:
+        if isinstance(value, datetime):
+            return value
+        try:
+            return report.since(str(value), utcnow())
+        except ValueError as exc:
+            raise Failure(f"{describe(param)}: {exc}") from exc
+
+
+@main.command()
+@click.option(
+    "--since",
+    "start",
+    default="30d",
+    show_default=True,
+    type=Since(),
+    help="today, Nd or YYYY-MM-DD (UTC).",
+)
+@click.option(
+    "--by",
+    default="user",
+    show_default=True,
+    type=click.Choice(["user", "channel", "assistant", "model"]),
+)
+@click.option(
+    "--format",
+    "shape",
+    default="table",
+    show_default=True,
+    type=click.Choice(["table", "csv", "json"]),
+)
+@click.pass_obj
+@run_async
+async def usage(settings: Settings, start: datetime, by: UsageKey, shape: str) -> None:
+    """Answers, tokens and cost since a day, per asker, channel, assistant or model."""
+    lines = await with_tutor(settings, lambda t: t.usage(start, by))
+    if shape == "json":
+        click.echo(report.as_json(lines))
+    elif shape == "csv":
+        click.echo(report.as_csv(lines))
+    elif lines:
+        click.echo(report.as_table(lines, by))
+    else:
+        click.echo(f"no answers since {start:%Y-%m-%d %H:%M} UTC", err=True)
 
 
 @main.command("export")

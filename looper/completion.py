@@ -12,6 +12,7 @@ import openai
 
 from looper import metrics
 from looper.context import Chat, ContextTooLarge, drop_older_half, fit
+from looper.models import Usage
 from looper.tokens import TokenCounter, context_window
 
 MAX_RETRY_AFTER = 60.0
@@ -20,22 +21,6 @@ CONTEXT_ERROR_WORDS = ("context length", "context size", "context window", "too 
 
 
 CUT_OFF_NOTE = "\n\n_(cut off: ask “continue” for the rest)_"
-
-
-@dataclass(frozen=True)
-class Usage:
-    """The tokens one answer took. `cached_tokens` are the prompt tokens the server served
-    from its cache (part of `prompt_tokens`); `counted` is True when the server reported
-    nothing and the numbers come from the offline tokenizer."""
-
-    prompt_tokens: int
-    completion_tokens: int
-    cached_tokens: int = 0
-    counted: bool = False
-
-    @property
-    def total_tokens(self) -> int:
-        return self.prompt_tokens + self.completion_tokens
 
 
 def counted_usage(model: str, chat: Chat, text: str) -> Usage:

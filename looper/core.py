@@ -4,8 +4,20 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime
 
 from looper import metrics
+from looper.budgets import (
+    CHANNEL_DAILY,
+    MONTHLY,
+    USER_DAILY,
+    Budgets,
+    Defaults,
+    Standing,
+    day_start,
+    month_start,
+)
 from looper.deprecations import ModelUse, shutdown_warning
 from looper.models import (
     AccessRule,
@@ -14,6 +26,8 @@ from looper.models import (
     ChatCompletionThread,
     Message,
     NewMessage,
+    UsageKey,
+    UsageLine,
     utcnow,
 )
 from looper.settings import Settings
@@ -25,18 +39,38 @@ class InvalidInput(StoreError):
     """Input a user must correct; the message says how."""
 
 
+LIMITS = {"user": USER_DAILY, "channel": CHANNEL_DAILY, "monthly": MONTHLY}
+
+
+@dataclass(frozen=True)
+class OwnUsage:
+    """What one asker used today and this month, and how their budgets stand."""
+
+    today: UsageLine
+    month: UsageLine
+    standing: Standing
+
+
 class Tutor:
     """Add and list assistants and threads, ask questions, read conversations."""
 
-    def __init__(self, store: Store, default_model: str, max_question_chars: int = 0) -> None:
+    def __init__(
+        self,
+        store: Store,
+        default_model: str,
+        max_question_chars: int = 0,
+        budgets: Budgets | None = None,
+    ) -> None:
         self.store = store
         self.default_model = default_model
         self.max_question_chars = max_question_chars  # 0: no limit
         self.threads = ThreadTracker(store)
+        self.budgets = budgets or Budgets(store, Defaults())
 
     @classmethod
     def from_settings(cls, store: Store, settings: Settings) -> Tutor:
-        return cls(store, settings.tutor_model, settings.tutor_max_question_chars)
+        budgets = Budgets(store, settings.budget_defaults())
+        return cls(store, settings.tutor_model, settings.tutor_max_question_chars, budgets)
 
     def check_question(self, content: str) -> None:
         """Raises InvalidInput for a question that is empty or too long to send."""
@@ -174,17 +208,51 @@ class Tutor:
         metadata: dict[str, str] | None = None,
         external_id: str | None = None,
         asker: str | None = None,
+        place: str | None = None,
     ) -> Message:
-        """Append a user message (to the latest thread when no id is given); `asker` is the
-        front end's key for who asked."""
+        """Append a user message (to the latest thread when no id is given); `asker` and
+        `place` are the front end's keys for who asked and where."""
         self.check_question(content)
         thread = await self.thread(thread_id)
         message, new = await self.store.add_user_message(
-            thread.id, content, metadata, external_id, asker
+            thread.id, content, metadata, external_id, asker, place
         )
         if new:
             metrics.QUESTIONS.inc()
         return message
+
+    async def usage(
+        self, since: datetime, by: UsageKey, until: datetime | None = None
+    ) -> list[UsageLine]:
+        """Usage from `since` summed per asker, place, assistant (by name) or model."""
+        lines = await self.store.usage_report(since, by, until)
+        if by != "assistant":
+            return lines
+        names = {a.id: a.name for a in await self.store.list_assistants()}
+        return [
+            line.model_copy(update={"key": names.get(line.key or "", line.key)}) for line in lines
+        ]
+
+    async def usage_of(self, asker: str) -> OwnUsage:
+        """One asker's usage today and this month, and their budgets as they stand."""
+        now = self.budgets.clock()
+        today, month, standing = await asyncio.gather(
+            self.store.usage_report(day_start(now), "user", only=asker),
+            self.store.usage_report(month_start(now), "user", only=asker),
+            self.budgets.standing(asker, None),
+        )
+        empty = UsageLine(key=asker)
+        return OwnUsage((today or [empty])[0], (month or [empty])[0], standing)
+
+    async def set_limit(self, kind: str, value: float | None, asker: str | None = None) -> None:
+        """Change a budget's limit at run time (0: none; None: back to the setting)."""
+        if kind not in LIMITS:
+            raise InvalidInput(f"no budget {kind!r} (budgets: {', '.join(LIMITS)})")
+        if asker is not None and kind != "user":
+            raise InvalidInput("only the daily token budget can be set for one person")
+        if value is not None and value < 0:
+            raise InvalidInput("a limit cannot be negative (0 means no limit)")
+        await self.budgets.set(LIMITS[kind], value, asker)
 
     async def messages(self, thread_id: str | None = None) -> list[Message]:
         thread = await self.thread(thread_id)

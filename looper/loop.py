@@ -9,14 +9,17 @@ import os
 import secrets
 import socket
 from dataclasses import replace
+from datetime import datetime
 
 from looper import metrics
+from looper.budgets import Budget, Budgets, Defaults
 from looper.completion import Completer, CompletionFailed, make_clients
 from looper.context import to_chat
-from looper.models import BaseAssistant, Claim
+from looper.models import BaseAssistant, Claim, Usage, UsageRecord
 from looper.outage import Outage
+from looper.prices import Prices
 from looper.settings import Settings
-from looper.sinks import PLACING, Job, PlaceRefused, Sink
+from looper.sinks import PLACING, Job, PlaceRefused, Reply, Sink
 from looper.store import LeaseLost, Store, StoreUnavailable
 
 log = logging.getLogger(__name__)
@@ -62,6 +65,8 @@ class Looper:
         lease_seconds: float = 30.0,
         grace_seconds: float = 5.0,
         owner: str | None = None,
+        budgets: Budgets | None = None,
+        prices: Prices | None = None,
     ) -> None:
         self.store = store
         self.completer = completer
@@ -72,6 +77,8 @@ class Looper:
         self.lease_seconds = lease_seconds
         self.grace_seconds = grace_seconds
         self.owner = owner or looper_id()
+        self.budgets = budgets or Budgets(store, Defaults())
+        self.prices = prices or Prices()
         self.answering: set[asyncio.Task[None]] = set()
         self.assistants: dict[str, BaseAssistant] = {}
         self._stopping = False
@@ -99,6 +106,8 @@ class Looper:
             per_asker=settings.tutor_max_per_user,
             poll_interval=settings.tutor_poll_interval,
             lease_seconds=settings.tutor_lease_seconds,
+            budgets=Budgets(store, settings.budget_defaults()),
+            prices=settings.prices(),
         )
 
     def stop(self) -> None:
@@ -178,9 +187,13 @@ class Looper:
                 return
             job = placed
             thread = job.thread
+        standing = await self.budgets.standing(thread.asker, thread.place)
         reply = await self.sink.open(job)
         if reply.ref is not None and (reply.ref, job.upto) != (thread.reply_ref, thread.reply_upto):
             await job.reserve(reply.ref)
+        if spent := standing.spent:
+            await self._refuse(job, reply, spent, standing.at)
+            return
         chat = to_chat(job.assistant.instructions, job.messages)
         try:
             answer = await self.completer.complete(thread.chat_completion_model, chat, reply)
@@ -189,10 +202,40 @@ class Looper:
             await self.store.record_failure(thread.id, self.owner, job.upto, str(failure), shown)
             metrics.FAILURES.inc()
             return
-        delivered = await reply.finish(answer.delivered)
+        used = self._usage(job, answer.usage, standing.at)
+        note = standing.note(used.prompt_tokens + used.completion_tokens, used.cost_usd)
+        delivered = await reply.finish(answer.delivered + note)
         marks = {**delivered, **answer.marks, "answers": str(job.upto)}
-        await self.store.commit_answer(thread.id, self.owner, job.upto, answer.text, marks)
+        await self.store.commit_answer(thread.id, self.owner, job.upto, answer.text, marks, used)
         metrics.answer_committed(job.messages, job.upto)
+
+    def _usage(self, job: Job, usage: Usage | None, at: datetime) -> UsageRecord:
+        """The ledger's record of an answer (of a refusal, without `usage`)."""
+        thread = job.thread
+        model = thread.chat_completion_model
+        taken = usage or Usage(0, 0)
+        return UsageRecord(
+            thread_id=thread.id,
+            message_id=job.upto,
+            at=at,
+            assistant_id=thread.assistant_id,
+            model=model,
+            asker=thread.asker,
+            place=thread.place,
+            prompt_tokens=taken.prompt_tokens,
+            completion_tokens=taken.completion_tokens,
+            cached_tokens=taken.cached_tokens,
+            counted=taken.counted,
+            cost_usd=self.prices.cost(model, taken) if usage else None,
+        )
+
+    async def _refuse(self, job: Job, reply: Reply, spent: Budget, at: datetime) -> None:
+        """A budget is used up: tell the asker, and keep the question (a retry asks it)."""
+        why = spent.refusal(at)
+        shown = await reply.fail(why)
+        refusal = self._usage(job, None, at).model_copy(update={"refused": spent.kind})
+        await self.store.record_failure(job.thread.id, self.owner, job.upto, why, shown, refusal)
+        metrics.BUDGET_REFUSALS.labels(spent.kind).inc()
 
     async def _job(self, claim: Claim) -> Job:
         thread = claim.thread

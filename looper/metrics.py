@@ -17,7 +17,7 @@ from prometheus_client import Counter, Gauge, Histogram
 from looper.models import Message, utcnow
 
 if TYPE_CHECKING:
-    from looper.completion import Usage
+    from looper.models import Usage
     from looper.store import Store
 
 log = logging.getLogger(__name__)
@@ -30,6 +30,9 @@ QUESTIONS = Counter(
 ANSWERS = Counter("tutor_answers_delivered", "Answers delivered and committed to the store")
 FAILURES = Counter(
     "tutor_answers_failed", "Questions settled with a note saying why instead of an answer"
+)
+BUDGET_REFUSALS = Counter(
+    "tutor_budget_refusals", "Questions not sent to the model: a budget was used up", ["budget"]
 )
 OPENAI_RETRIES = Counter(
     "tutor_openai_retries",

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import inspect
 import secrets
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal
 
 from pydantic import BaseModel, Field
 
 AccessRule = Literal["allow", "deny"]  # whether a front end's subject (a user, a place) may ask
+UsageKey = Literal["user", "channel", "assistant", "model"]  # what usage is summed by
 
 
 def utcnow() -> datetime:
@@ -90,6 +92,7 @@ class ChatCompletionThread(BaseThread):
     awaiting_place: bool = False
     failure_ref: str | None = None
     asker: str | None = None  # who asked the newest question (the front end's key)
+    place: str | None = None  # where it was asked (the front end's key), once a question says
 
     @property
     def pending(self) -> bool:
@@ -115,18 +118,80 @@ class Message(BaseModel):
 
 class NewMessage(BaseModel):
     """A user message to append; `external_id` (the front end's id for it) makes appending
-    idempotent; `asker` (the front end's key for who asked) lets the looper take turns."""
+    idempotent; `asker` (the front end's key for who asked) lets the looper take turns, and
+    with `place` (the front end's key for where, e.g. a channel) keeps usage and budgets."""
 
     content: str
     metadata: dict[str, str] = Field(default_factory=dict)
     external_id: str | None = None
     asker: str | None = None
+    place: str | None = None
 
 
 class StoredMessage(Message):
     """A message as stored, with the external id that deduplicates it (export/import)."""
 
     external_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Usage:
+    """The tokens one answer took. `cached_tokens` are the prompt tokens the server served
+    from its cache (part of `prompt_tokens`); `counted` is True when the server reported
+    nothing and the numbers come from the offline tokenizer."""
+
+    prompt_tokens: int
+    completion_tokens: int
+    cached_tokens: int = 0
+    counted: bool = False
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+class UsageRecord(BaseModel):
+    """What one answer to a thread (up to user message `message_id`) took, and whom and
+    where it was for; or, with `refused` naming a budget, a question not sent to the model.
+    `cost_usd` is None when the model has no price; `counted` when the tokens were counted
+    here because the server reported none."""
+
+    thread_id: str
+    message_id: int
+    at: datetime
+    assistant_id: str
+    model: str
+    asker: str | None = None
+    place: str | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int = 0
+    counted: bool = False
+    cost_usd: float | None = None
+    refused: str | None = None
+
+
+class UsageLine(BaseModel):
+    """Usage summed over one key (an asker, a place, an assistant or a model) and a span.
+    `cost_usd` sums the priced answers; `unpriced` counts answers with no price."""
+
+    key: str | None
+    questions: int = 0
+    refused: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int = 0
+    cost_usd: float = 0.0
+    unpriced: int = 0
+
+    @property
+    def tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    @property
+    def priced(self) -> bool:
+        """Whether `cost_usd` means something: some answer had a price, or none was given."""
+        return self.unpriced < self.questions or not self.questions
 
 
 class Snapshot(BaseModel):
@@ -137,6 +202,8 @@ class Snapshot(BaseModel):
     threads: list[ChatCompletionThread] = Field(default_factory=list)
     messages: list[StoredMessage] = Field(default_factory=list)
     access: dict[str, AccessRule] = Field(default_factory=dict)
+    limits: dict[str, float] = Field(default_factory=dict)
+    usage: list[UsageRecord] = Field(default_factory=list)
 
 
 class PendingSummary(BaseModel):

@@ -7,6 +7,9 @@ from typing import Any
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from looper.budgets import Defaults
+from looper.prices import Prices, PricesUnreadable
+
 DEFAULT_MODEL = "gpt-5.4-mini"  # no shutdown announced (see looper/deprecations.py)
 
 
@@ -30,6 +33,11 @@ class Settings(BaseSettings):
     tutor_max_per_user: int = Field(2, ge=0, description="answers in flight per asker; 0: any")
     tutor_max_question_chars: int = Field(8000, ge=0, description="0: no limit")
 
+    tutor_user_daily_tokens: int = Field(0, ge=0, description="per asker, UTC day; 0: none")
+    tutor_channel_daily_tokens: int = Field(0, ge=0, description="per place, UTC day; 0: none")
+    tutor_monthly_budget_usd: float = Field(0.0, ge=0, description="all answers; 0: none")
+    tutor_prices: str = Field("", description="a TOML or JSON file of prices per model")
+
     tutor_max_completion_tokens: int = Field(4096, ge=16)
     tutor_context_tokens: int = Field(0, ge=0, description="0: use the model's known window")
     tutor_retry_attempts: int = Field(4, ge=1)
@@ -48,6 +56,20 @@ class Settings(BaseSettings):
             except UnicodeEncodeError:
                 raise ValueError("not UTF-8 text") from None
         return value
+
+    def budget_defaults(self) -> Defaults:
+        return Defaults(
+            self.tutor_user_daily_tokens,
+            self.tutor_channel_daily_tokens,
+            self.tutor_monthly_budget_usd,
+        )
+
+    def prices(self) -> Prices:
+        """Raises MissingSetting when TUTOR_PRICES names a file that cannot be used."""
+        try:
+            return Prices.from_file(self.tutor_prices)
+        except PricesUnreadable as exc:
+            raise MissingSetting(str(exc)) from None
 
     def require_openai_key(self) -> str:
         if not self.openai_api_key:

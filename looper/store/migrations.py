@@ -105,6 +105,34 @@ def m006_assistant_identity(t: ColumnTypes) -> list[str]:
     ]
 
 
+def m007_usage_and_limits(t: ColumnTypes) -> list[str]:
+    """Where each question was asked; the tokens and cost of each answer (and the questions
+    a budget refused); the budgets admins set at run time."""
+    return [
+        "ALTER TABLE threads ADD COLUMN place TEXT",
+        f"""CREATE TABLE usage (
+            thread_id TEXT NOT NULL,
+            message_id {t.integer} NOT NULL,
+            outcome TEXT NOT NULL CHECK (outcome IN ('answered', 'refused')),
+            at {t.time} NOT NULL,
+            assistant_id TEXT NOT NULL,
+            model TEXT NOT NULL,
+            asker TEXT,
+            place TEXT,
+            prompt_tokens {t.integer} NOT NULL DEFAULT 0,
+            completion_tokens {t.integer} NOT NULL DEFAULT 0,
+            cached_tokens {t.integer} NOT NULL DEFAULT 0,
+            counted {t.integer} NOT NULL DEFAULT 0,
+            cost_usd {t.real},
+            refused TEXT,
+            PRIMARY KEY (thread_id, message_id, outcome))""",
+        "CREATE INDEX usage_at ON usage (at)",
+        "CREATE INDEX usage_asker ON usage (asker, at)",
+        "CREATE INDEX usage_place ON usage (place, at)",
+        f"CREATE TABLE limits (name TEXT PRIMARY KEY, value {t.real} NOT NULL)",
+    ]
+
+
 MIGRATIONS: list[Callable[[ColumnTypes], list[str]]] = [
     m001_initial,
     m002_bindings_and_activity,
@@ -112,6 +140,7 @@ MIGRATIONS: list[Callable[[ColumnTypes], list[str]]] = [
     m004_askers,
     m005_access,
     m006_assistant_identity,
+    m007_usage_and_limits,
 ]
 
 

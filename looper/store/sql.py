@@ -25,11 +25,13 @@ from looper.models import (
     PendingSummary,
     Snapshot,
     StoredMessage,
+    UsageRecord,
     utcnow,
 )
 from looper.store.batch import Batcher
 from looper.store.dialect import Connection, Dialect, Row
 from looper.store.errors import Conflict, LeaseLost, NotFound
+from looper.store.ledger import ADD_USAGE, USAGE_COLUMNS, Ledger, add_usage, usage_values
 from looper.store.migrations import SCHEMA_VERSION, migrate
 
 ASSISTANT_COLUMNS = "id, name, instructions, model, created_at, icon, prompts"
@@ -37,11 +39,11 @@ BOUND_ASSISTANT = ", ".join(f"a.{column}" for column in ASSISTANT_COLUMNS.split(
 THREAD_COLUMNS = (
     "id, assistant_id, chat_completion_model, metadata, external_key, created_at, "
     "last_activity, message_count, last_user_id, hwm, settled, last_error, reply_upto, reply_ref, "
-    "awaiting_place, failure_ref, asker"
+    "awaiting_place, failure_ref, asker, place"
 )
 MESSAGE_COLUMNS = "thread_id, id, role, content, metadata, external_id, created_at"
 ADD_ASSISTANT = f"INSERT INTO assistants ({ASSISTANT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)"
-ADD_THREAD = f"INSERT INTO threads ({THREAD_COLUMNS}) VALUES ({', '.join('?' * 17)})"
+ADD_THREAD = f"INSERT INTO threads ({THREAD_COLUMNS}) VALUES ({', '.join('?' * 18)})"
 ADD_MESSAGE = f"INSERT INTO messages ({MESSAGE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)"
 SEEN_MESSAGE = f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE thread_id = ? AND external_id = ?"
 # Spelled exactly as in the partial index `threads_pending`, or the index is not used.
@@ -51,6 +53,7 @@ OWNED = "WHERE id = ? AND lease_owner = ?"
 M = TypeVar("M", bound=BaseModel)
 Role = Literal["user", "assistant"]
 NewThread = tuple[ChatCompletionThread, NewMessage | None]
+ANY_NUMBER = 1 << 40  # no per-asker cap: more turns than any asker has threads
 BATCH = 500  # ids per IN (…) list, well under every database's limit on parameters
 
 
@@ -84,7 +87,7 @@ def _thread_values(t: ChatCompletionThread) -> tuple[Any, ...]:
         *(t.id, t.assistant_id, t.chat_completion_model, json.dumps(t.metadata), t.external_key),
         *(t.created_at, t.last_activity or t.created_at, t.message_count, t.last_user_id),
         *(t.hwm, t.settled, t.last_error, t.reply_upto, t.reply_ref),
-        *(int(t.awaiting_place), t.failure_ref, t.asker),
+        *(int(t.awaiting_place), t.failure_ref, t.asker, t.place),
     )
 
 
@@ -99,6 +102,7 @@ def _started(
             "last_user_id": asked,
             "last_activity": now,
             "asker": first.asker if first is not None else None,
+            "place": (first.place if first is not None else None) or thread.place,
         }
     )
 
@@ -121,8 +125,8 @@ def _message_values(m: Message, external_id: str | None) -> tuple[Any, ...]:
     return (m.thread_id, m.id, m.role, m.content, metadata, external_id, m.created_at)
 
 
-class Store:
-    """Assistants, threads and messages in one SQL database."""
+class Store(Ledger):
+    """Assistants, threads and messages in one SQL database (and the ledger of usage)."""
 
     def __init__(self, dialect: Dialect) -> None:
         self.dialect = dialect
@@ -349,11 +353,15 @@ class Store:
         """Number the message after the thread's last one and store it."""
         now = utcnow()
         asked = role == "user"
-        bump_user = ", last_user_id = message_count + 1, asker = ?" if asked else ""
+        bump_user = (
+            ", last_user_id = message_count + 1, asker = ?, place = coalesce(?, place)"
+            if asked
+            else ""
+        )
         number = await db.fetchval(
             f"UPDATE threads SET message_count = message_count + 1, last_activity = ?{bump_user}"
             " WHERE id = ? RETURNING message_count",
-            *(now, *([new.asker] if asked else []), thread_id),
+            *(now, *([new.asker, new.place] if asked else []), thread_id),
         )
         if number is None:
             raise NotFound(f"no thread {thread_id!r}")
@@ -375,6 +383,7 @@ class Store:
         metadata: dict[str, str] | None = None,
         external_id: str | None = None,
         asker: str | None = None,
+        place: str | None = None,
     ) -> tuple[Message, bool]:
         """Append a user message; returns it and whether it is new.
 
@@ -392,7 +401,11 @@ class Store:
                 if seen:
                     return _parsed(Message, seen), False
             new = NewMessage(
-                content=content, metadata=metadata or {}, external_id=external_id, asker=asker
+                content=content,
+                metadata=metadata or {},
+                external_id=external_id,
+                asker=asker,
+                place=place,
             )
             message = await self._append(db, thread_id, "user", new)
             await self._announce_work(db, thread_id)
@@ -454,7 +467,7 @@ class Store:
                 f"RETURNING {THREAD_COLUMNS}, lease_until",
                 owner,
                 lease_seconds,
-                per_asker or limit,
+                per_asker or ANY_NUMBER,
                 limit,
             )
             threads = [(_parsed(ChatCompletionThread, r), float(r["lease_until"])) for r in rows]
@@ -508,8 +521,10 @@ class Store:
         upto: int,
         content: str,
         metadata: dict[str, str] | None = None,
+        usage: UsageRecord | None = None,
     ) -> Message:
-        """Store the answer and advance `hwm` to `upto` together; release the lease.
+        """Store the answer, what it took (`usage`) and advance `hwm` to `upto` together;
+        release the lease.
 
         Raises LeaseLost (and writes nothing) when the lease is no longer ours.
         """
@@ -523,23 +538,32 @@ class Store:
             )
             answer = NewMessage(content=content, metadata=metadata or {})
             message = await self._append(db, thread_id, "assistant", answer)
+            await add_usage(db, usage)
             await self._announce_work(db, thread_id)
         self.notify_work()
         return message
 
     async def record_failure(
-        self, thread_id: str, owner: str, upto: int, error: str, shown: str | None = None
+        self,
+        thread_id: str,
+        owner: str,
+        upto: int,
+        error: str,
+        shown: str | None = None,
+        refusal: UsageRecord | None = None,
     ) -> None:
-        """Settle the thread up to `upto` without an answer, keeping `error` and where the
-        sink showed it (`shown`, if it did); release the lease."""
+        """Settle the thread up to `upto` without an answer, keeping `error`, where the
+        sink showed it (`shown`, if it did) and the budget's `refusal` (if one refused it);
+        release the lease."""
         settle = f"settled = {self.dialect.greatest}(settled, ?), last_error = ?"
-        async with self.dialect.connection() as db:
+        async with self.dialect.transaction() as db:
             await self._owned(
                 db,
                 f"{settle}, failure_ref = coalesce(?, failure_ref), "
                 f"reply_upto = NULL, reply_ref = NULL, {RELEASED}",
                 *(upto, error, shown, thread_id, owner),
             )
+            await add_usage(db, refusal)
         self.notify_work()
 
     async def place_thread(
@@ -618,12 +642,16 @@ class Store:
                 f"SELECT {MESSAGE_COLUMNS} FROM messages ORDER BY thread_id, id"
             )
             rules = await db.fetch("SELECT subject, rule FROM access ORDER BY subject")
+            limits = await db.fetch("SELECT name, value FROM limits ORDER BY name")
+            usage = await db.fetch(f"SELECT {USAGE_COLUMNS} FROM usage ORDER BY at")
         return Snapshot(
             assistants=[_assistant(r) for r in assistants],
             bindings={r["place"]: r["assistant_id"] for r in bindings},
             threads=[_parsed(ChatCompletionThread, r) for r in threads],
             messages=[_parsed(StoredMessage, r) for r in messages],
             access={r["subject"]: r["rule"] for r in rules},
+            limits={r["name"]: float(r["value"]) for r in limits},
+            usage=[UsageRecord.model_validate(r) for r in usage],
         )
 
     async def import_all(self, snapshot: Snapshot) -> None:
@@ -648,6 +676,10 @@ class Store:
             await db.executemany(
                 "INSERT INTO access (subject, rule) VALUES (?, ?)", snapshot.access.items()
             )
+            await db.executemany(
+                "INSERT INTO limits (name, value) VALUES (?, ?)", snapshot.limits.items()
+            )
+            await db.executemany(ADD_USAGE, map(usage_values, snapshot.usage))
             await self._announce_work(db, "import")
         self.notify_work()
 
