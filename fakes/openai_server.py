@@ -5,6 +5,8 @@
 service does: 429 with Retry-After, 500, a slow first token, a connection dropped
 mid-stream, an answer cut off by the token limit (`finish_reason: length`), context-length
 errors (OpenAI's and llama.cpp's wording), retired models and a bad key.
+`local_model` plays a local server with a small context window: llama.cpp (its refusal body,
+its answers cut at the window, its `GET /props`) or vLLM (its refusal wording, no `/props`).
 `hold(before_chunk)` stops every stream at that chunk until `release()`, so a test can act
 while answers are in flight without guessing how long they take. Run it in a thread
 (`FakeOpenAI().start()`) or as a process: `python -m fakes.openai_server --latency 1` prints
@@ -16,12 +18,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from aiohttp import web
 
@@ -40,6 +43,53 @@ class Fault:
     drop_after_chunks: int | None = None  # close the connection after this many chunks
     cut_off_after_chunks: int | None = None  # end after this many, finish_reason "length"
     llama_style: bool = False  # word a context error like llama.cpp does
+
+
+@dataclass(frozen=True)
+class LocalModel:
+    """A model on a local server, as far as its context window goes.
+
+    llama.cpp refuses a prompt of `context_size` tokens or more (HTTP 400, type
+    `exceed_context_size_error`, with `n_prompt_tokens` and `n_ctx`), does not count the
+    requested completion tokens, and ends an answer that reaches the window with
+    `finish_reason: length`; `GET /props` reports the window as
+    `default_generation_settings.n_ctx`. vLLM refuses when the prompt and
+    `max_completion_tokens` together exceed the window, and has no `/props`.
+    """
+
+    context_size: int = 1024
+    server: Literal["llama.cpp", "vllm"] = "llama.cpp"
+    props: bool = True  # llama.cpp's GET /props (False: 404, as behind a proxy of /v1 only)
+    # Its tokenizer is not tutor's: it counts one token per this many characters, more
+    # tokens than tutor's count of English text (about 4 characters a token).
+    chars_per_token: float = 3.0
+
+    def text_tokens(self, text: str) -> int:
+        return math.ceil(len(text) / self.chars_per_token)
+
+    def prompt_tokens(self, body: dict[str, Any]) -> int:
+        """The prompt with its chat template: a few tokens per message and to prime the reply."""
+        messages = body.get("messages", [])
+        return 3 + sum(4 + self.text_tokens(m.get("content") or "") for m in messages)
+
+    def refusal(self, body: dict[str, Any]) -> web.Response | None:
+        prompt = self.prompt_tokens(body)
+        if self.server == "llama.cpp":
+            if prompt < self.context_size:
+                return None
+            return llama_context_error(prompt, self.context_size)
+        completion = int(body.get("max_completion_tokens") or 0)
+        if prompt + completion <= self.context_size:
+            return None
+        return vllm_context_error(prompt, completion, self.context_size)
+
+    def answer_room(self, body: dict[str, Any]) -> int:
+        """The most characters an answer may have: its token limit, and for llama.cpp what
+        is left of the window after the prompt (it stops one token short of the window)."""
+        tokens = int(body.get("max_completion_tokens") or 1_000_000)
+        if self.server == "llama.cpp":
+            tokens = min(tokens, self.context_size - 1 - self.prompt_tokens(body))
+        return math.floor(max(tokens, 0) * self.chars_per_token)
 
 
 @dataclass
@@ -67,7 +117,10 @@ class FakeOpenAI:
     faults: deque[Fault] = field(default_factory=deque)
     retired_models: set[str] = field(default_factory=lambda: {"gpt-3.5-turbo"})
     context_limit_chars: int | None = None  # a prompt longer than this is "too long"
-    context_error_llama: bool = False
+    # How that refusal is worded: "openai", "llama.cpp", or "vague" (states no numbers).
+    context_error_style: str = "openai"
+    local_model: LocalModel | None = None
+    props_requests: int = 0  # GET /props asked
     reports_usage: bool = True  # send the usage chunk when asked (some servers never do)
     cached_tokens: int = 0  # prompt tokens to report as served from the cache
     requests: list[Recorded] = field(default_factory=list)
@@ -151,7 +204,17 @@ class FakeOpenAI:
     def app(self) -> web.Application:
         app = web.Application()
         app.router.add_post("/v1/chat/completions", self._chat_completions)
+        app.router.add_get("/props", self._props)
         return app
+
+    async def _props(self, request: web.Request) -> web.Response:
+        with self._lock:
+            self.props_requests += 1
+        local = self.local_model
+        if local is None or local.server != "llama.cpp" or not local.props:
+            message = f"Invalid URL (GET {request.path})"
+            return error(404, message, "invalid_request_error", None)
+        return web.json_response(llama_props(local))
 
     async def _chat_completions(self, request: web.Request) -> web.StreamResponse:
         body = await request.json()
@@ -172,6 +235,8 @@ class FakeOpenAI:
             text = (text + " " + "lorem ipsum " * self.answer_chars)[: self.answer_chars]
         await asyncio.sleep(self.latency + fault.first_token_delay)
         finish = "stop"
+        if self.local_model and len(text) > self.local_model.answer_room(body):
+            text, finish = text[: self.local_model.answer_room(body)], "length"
         if fault.cut_off_after_chunks is not None:
             text = "".join(split(text, self.chunks)[: fault.cut_off_after_chunks])
             finish = "length"
@@ -211,7 +276,7 @@ class FakeOpenAI:
                 "unsupported_value",
             )
         if fault.status == 400 and fault.code == "context_length_exceeded":
-            return context_error(body, fault.llama_style)
+            return context_error(body, "llama.cpp" if fault.llama_style else "openai")
         if fault.status is not None:
             return error(
                 fault.status,
@@ -222,8 +287,8 @@ class FakeOpenAI:
             )
         size = sum(len(m.get("content") or "") for m in body.get("messages", []))
         if self.context_limit_chars is not None and size > self.context_limit_chars:
-            return context_error(body, self.context_error_llama)
-        return None
+            return context_error(body, self.context_error_style, self.context_limit_chars)
+        return self.local_model.refusal(body) if self.local_model else None
 
     async def _stream(
         self,
@@ -346,16 +411,65 @@ def error(
     return web.json_response(payload, status=status, headers=headers)
 
 
-def context_error(body: dict[str, Any], llama_style: bool) -> web.Response:
+def context_error(body: dict[str, Any], style: str, window: int = 4096) -> web.Response:
+    """A refusal for length from a server that counts a character as a token."""
     size = sum(len(m.get("content") or "") for m in body.get("messages", []))
-    if llama_style:
-        message = f"request ({size} tokens) exceeds the available context size (4096 tokens)"
-        return error(400, message, "exceed_context_size_error", None)
+    if style == "llama.cpp":
+        return llama_context_error(size, window)
+    if style == "vague":
+        message = "The prompt is too long for this model's context window."
+        return error(400, message, "invalid_request_error", None)
     message = (
-        "This model's maximum context length is 4096 tokens. However, your messages "
+        f"This model's maximum context length is {window} tokens. However, your messages "
         f"resulted in {size} tokens. Please reduce the length of the messages."
     )
     return error(400, message, "invalid_request_error", "context_length_exceeded")
+
+
+def llama_context_error(prompt_tokens: int, n_ctx: int) -> web.Response:
+    """llama-server's refusal (server-context.cpp; server_task_result_error::to_json)."""
+    message = (
+        f"request ({prompt_tokens} tokens) exceeds the available context size "
+        f"({n_ctx} tokens), try increasing it"
+    )
+    payload = {
+        "code": 400,
+        "message": message,
+        "type": "exceed_context_size_error",
+        "n_prompt_tokens": prompt_tokens,
+        "n_ctx": n_ctx,
+    }
+    return web.json_response({"error": payload}, status=400)
+
+
+def vllm_context_error(prompt_tokens: int, completion_tokens: int, window: int) -> web.Response:
+    """vLLM's refusal: its ErrorResponse object, at the top level of the body."""
+    message = (
+        f"This model's maximum context length is {window} tokens. However, you requested "
+        f"{prompt_tokens + completion_tokens} tokens ({prompt_tokens} in the messages, "
+        f"{completion_tokens} in the completion). Please reduce the length of the messages "
+        "or completion."
+    )
+    payload = {
+        "object": "error",
+        "message": message,
+        "type": "BadRequestError",
+        "param": None,
+        "code": 400,
+    }
+    return web.json_response(payload, status=400)
+
+
+def llama_props(local: LocalModel) -> dict[str, Any]:
+    """What llama-server's GET /props reports (the window is the per-slot `n_ctx`)."""
+    return {
+        "default_generation_settings": {"n_ctx": local.context_size, "params": {}},
+        "total_slots": 1,
+        "model_path": "models/fake-local-model.gguf",
+        "chat_template": "",
+        "build_info": "fake",
+        "is_sleeping": False,
+    }
 
 
 def main() -> None:

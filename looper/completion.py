@@ -13,7 +13,8 @@ import openai
 from looper import metrics
 from looper.context import Chat, ContextTooLarge, drop_older_half, fit
 from looper.models import Usage
-from looper.tokens import TokenCounter, context_window
+from looper.tokens import TokenCounter
+from looper.windows import ContextWindows, Counted, Refusal, Window
 
 MAX_RETRY_AFTER = 60.0
 MAX_BACKOFF = 30.0
@@ -147,42 +148,43 @@ class Completer:
         attempts: int = 4,
         base_delay: float = 0.5,
         context_tokens: int = 0,
+        windows: ContextWindows | None = None,
     ) -> None:
         self.clients = clients if isinstance(clients, list) else [clients]
         self._next_client = itertools.cycle(self.clients)
         self.max_completion_tokens = max_completion_tokens
         self.attempts = attempts
         self.base_delay = base_delay
-        self.context_tokens = context_tokens
+        self.windows = windows or ContextWindows(context_tokens)
+
+    @property
+    def base_url(self) -> str:
+        return str(self.clients[0].base_url)  # every client has the same
 
     async def close(self) -> None:
         for client in self.clients:
             await client.close()
 
-    def prompt_budget(self, model: str) -> int:
-        window = self.context_tokens or context_window(model)
-        budget = window - self.max_completion_tokens
-        return budget if budget > 0 else window // 2
-
-    async def complete(self, model: str, chat: Chat, target: DeltaTarget) -> Completion:
-        try:
-            chat = fit(chat, self.prompt_budget(model), TokenCounter(model))
-        except ContextTooLarge as exc:
-            raise CompletionFailed(f"Your message is too long: {exc}.") from exc
+    async def complete(self, model: str, whole: Chat, target: DeltaTarget) -> Completion:
+        counter = TokenCounter(model)
+        window = await self.windows.window(model, self.clients[0])
+        chat = self.fit(whole, window, counter)
         failures = 0
         while True:
+            completion_tokens = window.completion_tokens(
+                self.max_completion_tokens, counter.chat(chat)
+            )
             try:
-                return await self._stream(model, chat, target)
+                return await self._stream(model, chat, target, completion_tokens)
             except openai.BadRequestError as exc:
                 if not is_context_error(exc):
                     raise CompletionFailed(explain(exc, model)) from exc
-                shorter = drop_older_half(chat)
-                if shorter is None:
-                    raise CompletionFailed(
-                        "Your message is too long for the model's context window."
-                    ) from exc
-                chat = shorter
                 metrics.OPENAI_RETRIES.labels("context").inc()
+                refusal = Refusal.of(exc)
+                counted = Counted(counter.chat(chat), TokenCounter.formatting(chat))
+                stated = self.windows.learn(model, self.base_url, window, refusal, counted)
+                window = stated or window
+                chat = self.shorter(whole, chat, window, counter, completion_tokens)
             except openai.APIError as exc:
                 if not is_transient(exc):
                     raise CompletionFailed(explain(exc, model)) from exc
@@ -196,6 +198,27 @@ class Completer:
                 await asyncio.sleep(self.backoff(failures, exc))
             await target.restart()
 
+    def fit(self, chat: Chat, window: Window, counter: TokenCounter) -> Chat:
+        try:
+            return fit(chat, window.prompt_budget(self.max_completion_tokens), counter)
+        except ContextTooLarge as exc:
+            raise CompletionFailed(f"Your message is too long: {exc}.") from exc
+
+    def shorter(
+        self, whole: Chat, refused: Chat, window: Window, counter: TokenCounter, completion: int
+    ) -> Chat:
+        """The chat to try after a refusal for length: fitted to the window the server stated
+        (from the whole chat), or half the history when that changes nothing."""
+        refitted = self.fit(whole, window, counter)
+        asks_less = window.completion_tokens(self.max_completion_tokens, counter.chat(refitted))
+        fewer = len(refitted) < len(refused)
+        if fewer or (len(refitted) == len(refused) and asks_less < completion):
+            return refitted  # each try asks for less than the last, so this ends
+        halved = drop_older_half(refused)
+        if halved is None:
+            raise CompletionFailed("Your message is too long for the model's context window.")
+        return halved
+
     def backoff(self, failures: int, error: Exception) -> float:
         server_says = retry_after(error)
         if server_says is not None:
@@ -203,12 +226,14 @@ class Completer:
         delay = min(self.base_delay * 2 ** (failures - 1), MAX_BACKOFF)
         return float(delay * random.uniform(0.75, 1.25))
 
-    async def _stream(self, model: str, chat: Chat, target: DeltaTarget) -> Completion:
+    async def _stream(
+        self, model: str, chat: Chat, target: DeltaTarget, completion_tokens: int
+    ) -> Completion:
         stream = await next(self._next_client).chat.completions.create(
             model=model,
             messages=cast(Any, chat),
             stream=True,
-            max_completion_tokens=self.max_completion_tokens,
+            max_completion_tokens=completion_tokens,
             stream_options={"include_usage": True},
         )
         parts: list[str] = []

@@ -39,7 +39,9 @@ class Settings(BaseSettings):
     tutor_prices: str = Field("", description="a TOML or JSON file of prices per model")
 
     tutor_max_completion_tokens: int = Field(4096, ge=16)
-    tutor_context_tokens: int = Field(0, ge=0, description="0: use the model's known window")
+    tutor_context_tokens: int = Field(
+        0, ge=0, description="0: the model's known window, else what the server says"
+    )
     tutor_retry_attempts: int = Field(4, ge=1)
     tutor_retry_base_delay: float = Field(0.5, ge=0)
     tutor_request_timeout: float = Field(120.0, gt=0)

