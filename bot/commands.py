@@ -284,17 +284,19 @@ def words(text: str) -> list[str]:
 
 
 def split_edit(text: str) -> tuple[str, str, str]:
-    """`<assistant> <field> <value>`: the assistant (quoted when it has spaces), the field
-    and the rest as typed."""
+    """`<assistant> <field> <value>`: the assistant (the words before the first field
+    name, quoted or not), the field and the rest as typed."""
     stream = io.StringIO(text.translate(SMART_QUOTES))
     lexer = shlex.shlex(stream, posix=True)
     lexer.whitespace_split = True
+    before: list[str] = []
     try:
-        ref, field = lexer.get_token() or "", lexer.get_token() or ""
+        while (word := lexer.get_token()) and word.lower() not in EDITABLE:
+            before.append(word)
     except ValueError as exc:
         raise UserError(f"I could not read that: {exc}") from exc
-    value, field = stream.read().strip(), field.lower()
-    if not ref or field not in EDITABLE or not value:
+    ref, field, value = " ".join(before), (word or "").lower(), stream.read().strip()
+    if not ref or not field or not value:
         raise UserError(EDIT_USAGE)
     if field in ("name", "icon", "model"):
         value = " ".join(words(value))

@@ -41,7 +41,9 @@ def test_seed_flow_in_slack(bot: Bot, fake_slack: FakeSlack, fake_openai: FakeOp
     assert first[0]["ts"] == final[0]["ts"]
 
     [root_message] = [m for m in fake_slack.messages(CLASS) if m["ts"] == root]
-    assert root_message["text"] == f"<@{STUDENT}> asked *Physics Tutor*: How did the universe begin?"
+    assert (
+        root_message["text"] == f"<@{STUDENT}> asked *Physics Tutor*: How did the universe begin?"
+    )
     thread_id = root_message["metadata"]["event_payload"]["thread_id"]
     assert root_message["metadata"]["event_type"] == "tutor_thread"
     assert set(root_message["metadata"]["event_payload"]) == {"thread_id", "assistant_id"}

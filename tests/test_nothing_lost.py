@@ -108,7 +108,9 @@ def test_a_channel_the_bot_is_not_in_is_told_once(bot: Bot, fake_slack: FakeSlac
     [root] = fake_slack.wait_until(lambda: roots(fake_slack))
     wait_answers(fake_slack, CLASS, root["ts"], 1)
     assert bot.stop() == 0
-    assert [r["text"] for r in roots(fake_slack)] == [f"<@{STUDENT}> asked *Physics Tutor*: second?"]
+    assert [r["text"] for r in roots(fake_slack)] == [
+        f"<@{STUDENT}> asked *Physics Tutor*: second?"
+    ]
     assert len(fake_slack.calls_of("chat.postMessage")) == 2  # the refused root, this one
 
 
