@@ -34,7 +34,7 @@ class InvalidInput(StoreError):
 EMOJI = re.compile(r":[a-z0-9_+'-]+(?:::skin-tone-[2-6])?:")
 MAX_PROMPTS = 4
 PROMPT_CHARS = 150  # a suggested prompt is one short line
-NAME_CHARS = 80  # Slack shows a message's username up to 80 characters
+NAME_CHARS = 80  # a display name, short enough for any front end to show whole
 COMMENT_CHARS = 500
 
 
