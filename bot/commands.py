@@ -361,8 +361,7 @@ ROUTES = (
     Route(
         "assistant edit",
         TutorCommands.edit_assistant,
-        "change an assistant's name, icon (:emoji: or image URL), model, instructions or "
-        "suggested prompts (up to four, quoted)",
+        "change an assistant (prompts: up to four, quoted)",
         "<assistant> name|icon|model|instructions|prompts <value>",
         admin_only=True,
         needs_text=True,

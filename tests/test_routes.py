@@ -20,12 +20,16 @@ def test_the_usage_lists_every_subcommand_for_whom_it_is() -> None:
         "Admins:\n"
         "• `/tutor assistant add <name> <instructions>` — add an assistant (quote a name with "
         "spaces)\n"
+        "• `/tutor assistant edit <assistant> name|icon|model|instructions|prompts <value>` — "
+        "change an assistant (prompts: up to four, quoted)\n"
         "• `/tutor use <assistant>` — this channel's assistant (name or id)\n"
         "• `/tutor threads` — list conversations\n"
         "• `/tutor thread add [assistant]` — start an empty conversation to reply under\n"
         "• `/tutor allow #channel | @person` — let a channel or a person ask (lifts a deny)\n"
         "• `/tutor deny #channel | @person` — keep a channel or a person from asking\n"
-        "• `/tutor access` — who may ask where"
+        "• `/tutor access` — who may ask where\n"
+        "• `/tutor feedback [assistant] [7d]` — 👍/👎 per assistant and the latest 👎 (default: "
+        "the last 7 days)"
     )
 
 
