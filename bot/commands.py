@@ -189,7 +189,7 @@ class TutorCommands:
             window = said.pop()
         since = duration(window)
         report = await self.tutor.feedback(utcnow() - since, " ".join(said) or None)
-        await call.tell(feedback_report(report, since.total_seconds() / 86400))
+        await call.tell(feedback_report(report, window.lower()))
 
     async def use(self, call: Command) -> None:
         assistant = await self.tutor.use(channel_place(call.channel), call.args)

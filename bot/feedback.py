@@ -144,11 +144,12 @@ async def tell(respond: Any, text: str) -> None:
     await respond(text=text, response_type="ephemeral", replace_original=False)
 
 
-def feedback_report(report: list[AssistantFeedback], since_days: float) -> str:
-    """What `/tutor feedback` shows: per assistant, the votes and the latest 👎."""
+def feedback_report(report: list[AssistantFeedback], window: str) -> str:
+    """What `/tutor feedback` shows: per assistant, the votes and the latest 👎 (`window`
+    as typed: `7d`, `24h`)."""
     if not report:
-        return f"No feedback in the last {since_days:g} days."
-    lines = [f"*Feedback, last {since_days:g} days*"]
+        return f"No feedback in the last {window}."
+    lines = [f"*Feedback, last {window}*"]
     for entry in report:
         lines.append(
             f"• *{mrkdwn_safe(entry.assistant.name)}*: :thumbsup: {entry.up}  "

@@ -923,9 +923,12 @@ class FakeSlack:
 
     def _views_open(self, args: dict[str, Any], request: web.Request) -> dict[str, Any]:
         trigger = str(args.get("trigger_id") or "")
-        issued = self._triggers.pop(trigger, None)
+        issued = self._triggers.get(trigger)
         if issued is None:
             raise SlackError("invalid_trigger_id")
+        if issued < 0:
+            raise SlackError("exchanged_trigger_id")
+        self._triggers[trigger] = -1.0  # a trigger opens one view
         if time.monotonic() - issued > TRIGGER_SECONDS:
             raise SlackError("expired_trigger_id")
         view = args.get("view")

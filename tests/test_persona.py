@@ -159,7 +159,8 @@ def test_votes_are_stored_replaced_commented_and_reported(bot: Bot, fake_slack: 
     bot.start()
     root = ask(fake_slack, "How did the universe begin?")
     [answer] = wait_answers(fake_slack, CLASS, root, 1)
-    assert "No feedback in the last 7 days" in ephemeral(fake_slack, ADMIN, "feedback")
+    assert "No feedback in the last 7d." in ephemeral(fake_slack, ADMIN, "feedback")
+    assert "'7y' is not a duration" in ephemeral(fake_slack, ADMIN, "feedback 7y")
 
     seen = len(fake_slack.responses)
     up = fake_slack.click_feedback(STUDENT, CLASS, answer["ts"], positive=True)
