@@ -20,7 +20,8 @@ from bot.admins import Admins
 from bot.catchup import catch_up
 from bot.commands import ROUTES, TutorCommands
 from bot.events import EventHandlers
-from bot.formatting import RETRY_ACTION
+from bot.feedback import COMMENT_VIEW, FeedbackHandlers
+from bot.formatting import FEEDBACK_ACTION, RETRY_ACTION
 from bot.health import HealthServer
 from bot.middleware import AckFirst, ParseCommand
 from bot.pacing import Pacer
@@ -91,6 +92,9 @@ def build_apps(tutor: Tutor, api: SlackApi, access: Access) -> tuple[AsyncApp, A
     app.use(AckFirst())
     app.command("/tutor")(commands.run)
     app.action(RETRY_ACTION)(events.on_retry)
+    feedback = FeedbackHandlers(tutor, api)
+    app.action(FEEDBACK_ACTION)(feedback.on_click)
+    app.view(COMMENT_VIEW)(feedback.on_comment)
     events_app = AsyncApp(client=api.client, name="tutor-events", process_before_response=True)
     events_app.event("message")(events.on_message)
     events_app.event("app_mention")(events.on_mention)

@@ -9,6 +9,7 @@ looper then posts its root message in the channel (exactly once, from any replic
 from __future__ import annotations
 
 import asyncio
+import io
 import logging
 import shlex
 from collections.abc import Awaitable, Callable
@@ -23,6 +24,7 @@ from slack_sdk.errors import SlackApiError
 from bot.access import Access
 from bot.admins import Admins
 from bot.background import Background
+from bot.feedback import feedback_report
 from bot.formatting import NOT_IN_CHANNEL, mrkdwn_safe, permalink_fallback
 from bot.middleware import INVOCATION
 from bot.places import (
@@ -39,8 +41,8 @@ from bot.routes import Invocation, Route
 from bot.usage import GROUPS, amount, limits_text, overview, own_usage
 from bot.web import SlackApi, slack_error
 from looper.budgets import day_start
-from looper.core import LIMITS, Tutor
-from looper.models import AccessRule, ChatCompletionThread, NewMessage
+from looper.core import LIMITS, Tutor, duration
+from looper.models import AccessRule, BaseAssistant, ChatCompletionThread, NewMessage, utcnow
 from looper.store import StoreError
 
 log = logging.getLogger(__name__)
@@ -175,6 +177,32 @@ class TutorCommands:
             f"Added *{added.name}* `{added.id}`. Bind it with `/tutor use {added.name}`."
         )
 
+    async def edit_assistant(self, call: Command) -> None:
+        ref, field, value = split_edit(call.args)
+        if field == "prompts":
+            edited, moved = await self.tutor.edit_assistant(ref, prompts=words(value))
+        else:
+            edited, moved = await self.tutor.edit_assistant(
+                ref,
+                name=value if field == "name" else None,
+                icon=value if field == "icon" else None,
+                model=value if field == "model" else None,
+                instructions=value if field == "instructions" else None,
+            )
+        also = f" ({moved} of its threads moved too)" if field == "model" else ""
+        await call.tell(
+            f"Edited *{mrkdwn_safe(edited.name)}* `{edited.id}`: {shown(edited, field)}{also}"
+        )
+
+    async def feedback(self, call: Command) -> None:
+        said = words(call.args)
+        window = "7d"
+        if said and said[-1][:1].isdigit():
+            window = said.pop()
+        since = duration(window)
+        report = await self.tutor.feedback(utcnow() - since, " ".join(said) or None)
+        await call.tell(feedback_report(report, window.lower()))
+
     async def use(self, call: Command) -> None:
         assistant = await self.tutor.use(channel_place(call.channel), call.args)
         await call.tell(f"<#{call.channel}> now talks to *{assistant.name}*.")
@@ -290,6 +318,54 @@ def listed(rules: dict[str, AccessRule], rule: AccessRule) -> str:
     return ", ".join(shown_subject(s) for s, r in rules.items() if r == rule) or "none"
 
 
+EDITABLE = ("name", "icon", "model", "instructions", "prompts")
+EDIT_USAGE = (
+    "Usage: `/tutor assistant edit <assistant> name|icon|model|instructions|prompts <value>`, "
+    'e.g. `/tutor assistant edit "Physics Tutor" icon :telescope:` or '
+    '`… prompts "Why is the sky blue?" "What is gravity?"`'
+)
+SMART_QUOTES = str.maketrans({"“": '"', "”": '"', "‘": "'", "’": "'"})
+
+
+def words(text: str) -> list[str]:
+    """Words as a shell splits them (quotes group them; Slack's curly quotes count too)."""
+    try:
+        return shlex.split(text.translate(SMART_QUOTES))
+    except ValueError as exc:
+        raise UserError(f"I could not read that: {exc}") from exc
+
+
+def split_edit(text: str) -> tuple[str, str, str]:
+    """`<assistant> <field> <value>`: the assistant (the words before the first field
+    name, quoted or not), the field and the rest as typed."""
+    stream = io.StringIO(text.translate(SMART_QUOTES))
+    lexer = shlex.shlex(stream, posix=True)
+    lexer.whitespace_split = True
+    before: list[str] = []
+    try:
+        while (word := lexer.get_token()) and word.lower() not in EDITABLE:
+            before.append(word)
+    except ValueError as exc:
+        raise UserError(f"I could not read that: {exc}") from exc
+    ref, field, value = " ".join(before), (word or "").lower(), stream.read().strip()
+    if not ref or not field or not value:
+        raise UserError(EDIT_USAGE)
+    if field in ("name", "icon", "model"):
+        value = " ".join(words(value))
+    elif field == "instructions" and len(value) > 1 and value[0] == value[-1] in "\"'":
+        value = value[1:-1]
+    return ref, field, value
+
+
+def shown(assistant: BaseAssistant, field: str) -> str:
+    """The edited field, as it reads now."""
+    if field == "prompts":
+        return "prompts " + "; ".join(f"“{mrkdwn_safe(p)}”" for p in assistant.prompts)
+    if field == "instructions":
+        return f"instructions ({len(assistant.instructions)} characters)"
+    return f"{field} {mrkdwn_safe(str(getattr(assistant, field) or ''))}"
+
+
 def split_name(text: str) -> tuple[str, str]:
     """`"Name with spaces" instructions…` or `Name instructions…`."""
     try:
@@ -342,6 +418,15 @@ ROUTES = (
         needs_text=True,
     ),
     Route(
+        "assistant edit",
+        TutorCommands.edit_assistant,
+        "change an assistant (prompts: up to four, quoted)",
+        "<assistant> name|icon|model|instructions|prompts <value>",
+        admin_only=True,
+        needs_text=True,
+        when_missing=EDIT_USAGE,
+    ),
+    Route(
         "use",
         TutorCommands.use,
         "this channel's assistant (name or id)",
@@ -380,6 +465,13 @@ ROUTES = (
         TutorCommands.limit,
         "show or change budgets (tokens a day, dollars a month)",
         "[user N [@person] | channel N | monthly USD]",
+        admin_only=True,
+    ),
+    Route(
+        "feedback",
+        TutorCommands.feedback,
+        "👍/👎 per assistant and the latest 👎 (default: the last 7 days)",
+        "[assistant] [7d]",
         admin_only=True,
     ),
 )

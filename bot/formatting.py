@@ -5,9 +5,12 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from looper.models import Vote
+
 MARKDOWN_LIMIT = 12_000  # chat.* `markdown_text`
 PART_LIMIT = 11_000  # room for a closing code fence
 RETRY_ACTION = "tutor_retry"
+FEEDBACK_ACTION = "tutor_feedback"
 THINKING = "is thinking…"
 ANSWERED = ":white_check_mark: Answered after all: see below."
 NOT_IN_CHANNEL = "I can't post here yet: invite me with `/invite @tutor` and try again."
@@ -110,6 +113,51 @@ def split_after_streamed(text: str, streamed: int) -> list[str]:
     if streamed <= len(parts[0]) and parts[0].startswith(text[:streamed]):
         return parts
     return [text[:streamed], *split_markdown(text[streamed:])]
+
+
+def feedback_blocks(thread_id: str, answers: int) -> list[dict[str, Any]]:
+    """👍 / 👎 under a finished answer (a `context_actions` block of `feedback_buttons`);
+    each button's value names its vote and the answer (see `feedback_of`)."""
+
+    def button(vote: str, emoji: str, label: str) -> dict[str, Any]:
+        return {
+            "text": {"type": "plain_text", "text": emoji},
+            "accessibility_label": label,
+            "value": f"{vote}:{thread_id}:{answers}",
+        }
+
+    return [
+        {
+            "type": "context_actions",
+            "block_id": f"{FEEDBACK_ACTION}_{answers}",
+            "elements": [
+                {
+                    "type": "feedback_buttons",
+                    "action_id": FEEDBACK_ACTION,
+                    "positive_button": button("up", "👍", "This answer helped"),
+                    "negative_button": button("down", "👎", "This answer was wrong or unhelpful"),
+                }
+            ],
+        }
+    ]
+
+
+def final_part(part: str, thread_id: str, answers: int) -> dict[str, Any]:
+    """The content of an answer's last message: its text in a `markdown` block (a message's
+    `markdown_text` cannot go with blocks) followed by the feedback buttons; `text` is what
+    notifications show."""
+    shown = [{"type": "markdown", "text": part}] if part else []
+    return {"text": part or "…", "blocks": shown + feedback_blocks(thread_id, answers)}
+
+
+def feedback_of(value: str) -> tuple[Vote, str, int] | None:
+    """(vote, thread id, answered message id) of a feedback button's value, else None."""
+    said, _, rest = value.partition(":")
+    thread_id, _, answers = rest.rpartition(":")
+    if said not in ("up", "down") or not thread_id or not answers.isdigit():
+        return None
+    vote: Vote = "up" if said == "up" else "down"
+    return vote, thread_id, int(answers)
 
 
 def error_text(error: str) -> str:

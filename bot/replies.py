@@ -33,10 +33,13 @@ from bot.formatting import (
     error_blocks,
     error_metadata,
     error_text,
+    feedback_blocks,
+    final_part,
     markdown_safe,
     split_after_streamed,
     split_markdown,
 )
+from bot.persona import persona
 from bot.places import TS, SlackThread, asked_by
 from bot.web import SlackApi, slack_error
 from looper.sinks import Job
@@ -95,6 +98,13 @@ class SlackReply(ABC):
     def _marks(self, part: int = 1) -> dict[str, Any]:
         return answer_metadata(self.job.thread.id, self.job.upto, part)
 
+    def _content(self, text: str, part: int, last: bool) -> dict[str, Any]:
+        """Part `part` of the answer; the last one carries the feedback buttons."""
+        if last:
+            shown = final_part(text, self.job.thread.id, self.job.upto)
+            return {**shown, "metadata": self._marks(part)}
+        return {"markdown_text": text, "metadata": self._marks(part)}
+
     def _failure(self, error: str) -> dict[str, Any]:
         """A failure's blocks and metadata: what it says and its Retry button."""
         return {
@@ -118,6 +128,7 @@ class SlackReply(ABC):
             "chat.postMessage",
             channel=self.place.channel,
             thread_ts=self.place.thread_ts,
+            **persona(self.job.assistant),
             **content,
         )
         return str(posted["ts"])
@@ -133,7 +144,7 @@ class SlackReply(ABC):
         the parts' ts."""
         written = []
         for number, part in enumerate(parts, start=first):
-            content = {"markdown_text": part, "metadata": self._marks(number)}
+            content = self._content(part, number, last=number == first + len(parts) - 1)
             if leftovers:
                 written.append(leftovers.pop(0))
                 await self._update(written[-1], **content)
@@ -248,7 +259,7 @@ class StreamReply(SlackReply):
         once streams keep ending, in posted replies), and record where before any text."""
         ended, shown = str(self.ts), self.text[self.base : self.base + self.shown]
         self.ts, self.shown = None, 0
-        if shown and await self._settle_ended(ended, shown):
+        if shown and await self._settle_ended(ended, self._content(shown, self.part, False)):
             self.earlier.append(ended)
             self.base += len(shown)
         elif not shown:  # an empty ended stream would stay a broken message
@@ -259,10 +270,10 @@ class StreamReply(SlackReply):
         log.info("a stream of %s ended early; going on in %s", self.job.thread.id, self.ref)
         await self.job.reserve(self.ref)
 
-    async def _settle_ended(self, ts: str, text: str) -> bool:
+    async def _settle_ended(self, ts: str, content: dict[str, Any]) -> bool:
         """Give an ended stream its text and part marks; False when it is gone."""
         try:
-            await self._update(ts, markdown_text=text, metadata=self._marks(self.part))
+            await self._update(ts, **content)
         except SlackApiError as exc:
             if slack_error(exc) != "message_not_found":
                 raise
@@ -278,22 +289,27 @@ class StreamReply(SlackReply):
             return await self._replace_all(text)
         parts = split_after_streamed(text[self.base :], self.shown)
         if self.ts:
-            await self._end_stream(parts.pop(0))
+            await self._end_stream(parts.pop(0), last=not parts)
         messages = [*self.earlier, *([self.ts] if self.ts else [])]
         written = await self._write_rest(parts, [], first=len(messages) + 1)
         return {TS: [*messages, *written][0]}
 
-    async def _end_stream(self, part: str) -> None:
-        """Stop the stream with the rest of its part and its marks; if Slack ended it
-        meanwhile, give it the whole part (posted anew if it is gone)."""
+    async def _end_stream(self, part: str, last: bool) -> None:
+        """Stop the stream with the rest of its part and its marks (and when it is the
+        answer's last part, the feedback buttons); if Slack ended it meanwhile, give it the
+        whole part (posted anew if it is gone)."""
         rest = part[self.shown :]
+        buttons = feedback_blocks(self.job.thread.id, self.job.upto) if last else None
         try:
-            await self._stop(markdown_text=rest or None, metadata=self._marks(self.part))
+            await self._stop(
+                markdown_text=rest or None, metadata=self._marks(self.part), blocks=buttons
+            )
         except SlackApiError as exc:
             if slack_error(exc) not in STREAM_OVER:
                 raise
-            if not await self._settle_ended(str(self.ts), part):
-                self.ts = await self._post(markdown_text=part, metadata=self._marks(self.part))
+            content = self._content(part, self.part, last)
+            if not await self._settle_ended(str(self.ts), content):
+                self.ts = await self._post(**content)
 
     async def _replace_all(self, text: str) -> dict[str, str]:
         if self.ts:
@@ -334,6 +350,7 @@ async def start_stream(api: SlackApi, job: Job, place: SlackThread) -> str | Non
             thread_ts=place.thread_ts,
             recipient_user_id=asker or None,
             recipient_team_id=place.team or None,
+            **persona(job.assistant),
         )
     except SlackApiError as exc:
         log.info("streaming refused in %s (%s); posting whole", place.channel, slack_error(exc))

@@ -12,6 +12,7 @@ from datetime import timedelta
 from slack_sdk.errors import SlackApiError
 
 from bot.formatting import NOT_IN_CHANNEL, mrkdwn_safe, thread_metadata, thread_of_root
+from bot.persona import persona
 from bot.places import USER, ChannelRequest
 from bot.web import SlackApi, slack_error
 from looper.sinks import PLACING, Job, Placed, PlaceRefused
@@ -47,6 +48,7 @@ class RootPoster:
                 channel=request.channel,
                 text=root_text(job, request.user),
                 metadata=thread_metadata(job.thread.id, job.assistant.id),
+                **persona(job.assistant),
             )
         except SlackApiError as exc:
             error = slack_error(exc)
@@ -70,11 +72,12 @@ class RootPoster:
 
 
 def root_text(job: Job, user: str) -> str:
-    """ "@someone asked: …" for a question; the invitation to reply for an empty thread.
+    """ "@someone asked *Persona*: …" for a question; the invitation to reply for an empty thread.
     The question as Slack sent it, escaped but for the mentions of people its asker wrote."""
     questions = [m for m in job.messages if m.role == "user"]
     if questions:
-        return f"<@{user}> asked: {mrkdwn_safe(questions[0].content, keep_user_mentions=True)}"
+        question = mrkdwn_safe(questions[0].content, keep_user_mentions=True)
+        return f"<@{user}> asked *{mrkdwn_safe(job.assistant.name)}*: {question}"
     return (
         f"New conversation with *{mrkdwn_safe(job.assistant.name)}*, started by <@{user}>. "
         "Reply in this thread to ask."

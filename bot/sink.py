@@ -17,6 +17,7 @@ from datetime import timedelta
 from typing import Any
 
 from bot.formatting import answers_of
+from bot.persona import persona
 from bot.places import ChannelRequest, SlackThread, status_shown
 from bot.replies import PlaceholderReply, SlackReply, StatusReply, StreamReply, stop_stream
 from bot.roots import RootPoster
@@ -73,7 +74,11 @@ class SlackSink:
         if shown or shown_at_root or await show_thinking(self.api, place.channel, place.thread_ts):
             return StatusReply(self.api, job, place)
         placeholder = await self.api.call(
-            "chat.postMessage", channel=place.channel, thread_ts=place.thread_ts, text="_Thinking…_"
+            "chat.postMessage",
+            channel=place.channel,
+            thread_ts=place.thread_ts,
+            text="_Thinking…_",
+            **persona(job.assistant),
         )
         return PlaceholderReply(self.api, job, place, str(placeholder["ts"]))
 

@@ -15,6 +15,12 @@ buckets: a tier's per-minute count, refilled evenly; `chat.postMessage` per chan
 `lose_answer(method, when)` lets the next matching call take effect but never answers it, as
 when a connection drops after Slack did the work. `pings()` lists what the bot wrote that
 would notify a whole channel or a user group.
+
+`scopes` are the bot scopes the app was installed with (None: all). Posts made with
+`username`/`icon_emoji`/`icon_url` show them only with `chat:write.customize` (as in Slack,
+without it the fields are ignored). `click_feedback` and `submit_view` deliver the
+`block_actions` and `view_submission` payloads of a person's clicks and modal submissions;
+`views.open` checks the trigger (issued to a payload, used once, within 3 s).
 """
 
 from __future__ import annotations
@@ -50,6 +56,9 @@ REDELIVER_AFTER = 3.0  # seconds Slack waits for an events_api ack before sendin
 REDELIVERIES = 3
 HISTORY_METHODS = ("conversations.history", "conversations.replies")
 RESTRICTED_PAGE = 15  # messages a call under Slack's restricted history limit
+TRIGGER_SECONDS = 3.0  # a trigger_id opens a view only this soon after its interaction
+CUSTOMIZE = "chat:write.customize"
+CONTEXT_ACTION_TYPES = {"feedback_buttons", "icon_button"}
 CONVERSATION_TYPES = {"public_channel", "private_channel", "mpim", "im"}
 # What notifies a whole channel or user group where Slack parses a message's text.
 MASS_MENTION = re.compile(r"<!(?:channel|here|everyone|subteam\^)")
@@ -137,6 +146,8 @@ class FakeSlack:
     responses: list[dict[str, Any]] = field(default_factory=list)  # to response_url
     statuses: list[dict[str, Any]] = field(default_factory=list)  # setStatus calls that worked
     finished: dict[str, int] = field(default_factory=dict)  # channel: answers finished there
+    scopes: set[str] | None = None  # the bot's granted scopes; None: every scope
+    views: list[dict[str, Any]] = field(default_factory=list)  # opened with views.open
     base_url: str = ""
 
     def __post_init__(self) -> None:
@@ -152,6 +163,7 @@ class FakeSlack:
         self._buckets: dict[tuple[str, str], Bucket] = {}
         self._clock = itertools.count(1)
         self._started = threading.Event()
+        self._triggers: dict[str, float] = {}  # trigger_id: when its interaction was sent
         self.add_user("U0ADMIN001", is_admin=True)
         self.add_user("U0STUDENT1")
         self.add_user("U0STUDENT2")
@@ -368,6 +380,63 @@ class FakeSlack:
         }
         return self.send_envelope("interactive", payload, accepts_response_payload=False)
 
+    def click_feedback(self, user: str, channel: str, message_ts: str, positive: bool) -> str:
+        """A user clicks 👍 (`positive`) or 👎 of the feedback buttons under a message."""
+        with self._lock:
+            message = dict(self._find(channel, message_ts))
+        block, element = next(
+            (b, e)
+            for b in message.get("blocks") or []
+            if b.get("type") == "context_actions"
+            for e in b["elements"]
+            if e.get("type") == "feedback_buttons"
+        )
+        button = element["positive_button" if positive else "negative_button"]
+        container = {"type": "message", "message_ts": message_ts, "channel_id": channel}
+        payload = self._interaction(user, channel, container, message)
+        payload["actions"] = [
+            {
+                "type": "feedback_buttons",
+                "action_id": element.get("action_id", ""),
+                "block_id": block.get("block_id", ""),
+                "value": button["value"],
+                "text": button["text"],
+                "action_ts": str(time.time()),
+            }
+        ]
+        return self.send_envelope("interactive", payload, accepts_response_payload=False)
+
+    def _interaction(
+        self, user: str, channel: str, container: dict[str, Any], message: dict[str, Any]
+    ) -> dict[str, Any]:
+        return {
+            "type": "block_actions",
+            "team": {"id": TEAM, "domain": "fake"},
+            "user": {"id": user, "team_id": TEAM},
+            "api_app_id": APP_ID,
+            "container": container,
+            "channel": {"id": channel},
+            "message": message,
+            "trigger_id": f"trigger.{uuid.uuid4().hex}",
+            "response_url": f"{self.root_url}/response/{uuid.uuid4().hex}",
+        }
+
+    def submit_view(self, user: str, view_id: str, values: dict[str, dict[str, Any]]) -> str:
+        """A user submits a modal opened with views.open; `values` by block id, then action
+        id, as Slack's `view.state.values` (e.g. {"type": "plain_text_input", "value": …})."""
+        with self._lock:
+            view = next(v for v in self.views if v["id"] == view_id)
+        payload = {
+            "type": "view_submission",
+            "team": {"id": TEAM, "domain": "fake"},
+            "user": {"id": user, "team_id": TEAM},
+            "api_app_id": APP_ID,
+            "trigger_id": f"trigger.{uuid.uuid4().hex}",
+            "view": {**view, "state": {"values": values}},
+            "response_urls": [],
+        }
+        return self.send_envelope("interactive", payload, accepts_response_payload=True)
+
     def send_event(self, event: dict[str, Any]) -> str:
         payload = {
             "token": "verification-token",
@@ -395,6 +464,8 @@ class FakeSlack:
         envelope_id = str(uuid.uuid4())
         body = {"envelope_id": envelope_id, "type": kind, "payload": payload, **extra}
         with self._lock:
+            if payload.get("trigger_id"):
+                self._triggers[payload["trigger_id"]] = time.monotonic()
             self.envelopes[envelope_id] = Envelope(envelope_id, kind, payload, time.monotonic())
         assert self._loop is not None
         asyncio.run_coroutine_threadsafe(self._send(body), self._loop)
@@ -647,10 +718,52 @@ class FakeSlack:
             raise SlackError("invalid_metadata_format")
         return metadata
 
+    def _identity(self, args: dict[str, Any]) -> dict[str, Any]:
+        """How a post shows its author: the `username` and icon it asked for, with the
+        scope that allows them (without it Slack shows the app's own)."""
+        if self.scopes is not None and CUSTOMIZE not in self.scopes:
+            return {}
+        shown: dict[str, Any] = {}
+        if args.get("username"):
+            shown["username"] = args["username"]
+        if args.get("icon_emoji"):  # overrides icon_url, as the specs say
+            shown["icons"] = {"emoji": args["icon_emoji"]}
+        elif args.get("icon_url"):
+            shown["icons"] = {"image_48": args["icon_url"]}
+        return shown
+
     @staticmethod
-    def _check_text(args: dict[str, Any], required: bool = True) -> None:
+    def _check_blocks(args: dict[str, Any]) -> None:
+        """What this fake knows of Block Kit: `markdown` blocks within the markdown limit,
+        `context_actions` of at most five feedback or icon buttons, each feedback button
+        with plain text and a value."""
+        blocks = args.get("blocks") or []
+        if not isinstance(blocks, list):
+            raise SlackError("invalid_blocks_format")
+        for block in blocks:
+            kind = block.get("type") if isinstance(block, dict) else None
+            if kind == "markdown" and not 0 < len(block.get("text") or "") <= MARKDOWN_LIMIT:
+                raise SlackError("invalid_blocks")
+            if kind == "context_actions":
+                elements = block.get("elements") or []
+                if not 0 < len(elements) <= 5 or any(
+                    e.get("type") not in CONTEXT_ACTION_TYPES for e in elements
+                ):
+                    raise SlackError("invalid_blocks")
+                for element in elements:
+                    if element["type"] == "feedback_buttons":
+                        for side in ("positive_button", "negative_button"):
+                            button = element.get(side) or {}
+                            text = button.get("text") or {}
+                            if text.get("type") != "plain_text" or not button.get("value"):
+                                raise SlackError("invalid_blocks")
+
+    @staticmethod
+    def _check_text(args: dict[str, Any], required: bool = True, beside: bool = False) -> None:
+        """`beside`: blocks go below the markdown text (chat.stopStream) rather than
+        conflict with it."""
         markdown = args.get("markdown_text")
-        if markdown and (args.get("text") or args.get("blocks")):
+        if markdown and (args.get("text") or (args.get("blocks") and not beside)):
             raise SlackError("markdown_text_conflict")
         if markdown and len(markdown) > MARKDOWN_LIMIT:
             raise SlackError("msg_too_long")
@@ -669,6 +782,8 @@ class FakeSlack:
         for key in ("blocks", "thread_ts"):
             if args.get(key):
                 message[key] = args[key]
+        self._check_blocks(args)
+        message.update(self._identity(args))
         metadata = self._check_metadata(args)
         if metadata:
             message["metadata"] = metadata
@@ -722,6 +837,7 @@ class FakeSlack:
         if message.get("streaming"):
             raise SlackError("streaming_state_conflict")
         self._check_text(args)
+        self._check_blocks(args)
         message["text"] = args.get("text") or args.get("markdown_text") or ""
         message["blocks"] = args.get("blocks") or []
         message.pop("broken", None)
@@ -778,8 +894,9 @@ class FakeSlack:
 
     def _chat_stopStream(self, args: dict[str, Any], request: web.Request) -> dict[str, Any]:
         message = self._streaming(args)
-        self._check_text(args, required=False)
+        self._check_text(args, required=False, beside=True)
         message["text"] += args.get("markdown_text") or ""
+        self._check_blocks(args)
         if args.get("blocks"):
             message["blocks"] = args["blocks"]
         metadata = self._check_metadata(args)
@@ -803,6 +920,25 @@ class FakeSlack:
         if message.get("thread_ts") and message["thread_ts"] != message["ts"]:
             link += f"?thread_ts={message['thread_ts']}&cid={args['channel']}"
         return {"channel": args["channel"], "permalink": link}
+
+    def _views_open(self, args: dict[str, Any], request: web.Request) -> dict[str, Any]:
+        trigger = str(args.get("trigger_id") or "")
+        issued = self._triggers.get(trigger)
+        if issued is None:
+            raise SlackError("invalid_trigger_id")
+        if issued < 0:
+            raise SlackError("exchanged_trigger_id")
+        self._triggers[trigger] = -1.0  # a trigger opens one view
+        if time.monotonic() - issued > TRIGGER_SECONDS:
+            raise SlackError("expired_trigger_id")
+        view = args.get("view")
+        if isinstance(view, str):
+            view = json.loads(view)
+        if not isinstance(view, dict) or view.get("type") != "modal" or not view.get("title"):
+            raise SlackError("invalid_arguments")
+        opened = {**view, "id": f"V{uuid.uuid4().hex[:10].upper()}", "app_id": APP_ID}
+        self.views.append(opened)
+        return {"view": opened}
 
     def _conversations_replies(self, args: dict[str, Any], request: web.Request) -> dict[str, Any]:
         messages = self._channel(args)

@@ -16,7 +16,7 @@ import click
 from pydantic import ValidationError
 
 from looper import report
-from looper.core import Tutor
+from looper.core import Tutor, duration
 from looper.deprecations import ModelUse, shutdown_warning
 from looper.models import Snapshot, UsageKey, utcnow
 from looper.settings import MissingSetting, Settings
@@ -177,6 +177,65 @@ async def assistant_move(
     warning = shutdown_warning(model, use, utcnow().date())
     if warning:
         click.echo(f"tutor: warning: {warning}", err=True)
+
+
+@assistant.command("edit")
+@click.argument("assistant_ref", metavar="ASSISTANT", type=TEXT)
+@click.option("--name", type=TEXT, help="Display name (shown on its answers).")
+@click.option("--icon", type=TEXT, help="An emoji like :telescope: or an http(s) image URL.")
+@click.option("--model", type=TEXT, help="Answer with this model (its threads move too).")
+@click.option("--instructions", type=TEXT, help="System prompt.")
+@click.option(
+    "--prompt",
+    "prompts",
+    multiple=True,
+    type=TEXT,
+    help="A question to suggest to newcomers; up to four (replaces the earlier ones).",
+)
+@click.pass_obj
+@run_async
+async def assistant_edit(
+    settings: Settings,
+    assistant_ref: str,
+    name: str | None,
+    icon: str | None,
+    model: str | None,
+    instructions: str | None,
+    prompts: tuple[str, ...],
+) -> None:
+    """Change an assistant (id or name): what is given changes, the rest stays."""
+    edited, moved = await with_tutor(
+        settings,
+        lambda t: t.edit_assistant(
+            assistant_ref, name, icon, model, instructions, list(prompts) if prompts else None
+        ),
+    )
+    click.echo(f"edited assistant {edited.name!r} ({edited.id})")
+    if model is not None:
+        click.echo(f"moved {moved} of its threads to {edited.model}")
+
+
+@main.command()
+@click.option("--assistant", "assistant_ref", type=TEXT, help="Only this assistant (id or name).")
+@click.option("--since", default="7d", show_default=True, type=TEXT, help="e.g. 24h, 7d, 2w.")
+@click.option("--latest", default=5, show_default=True, type=click.IntRange(min=0))
+@click.pass_obj
+@run_async
+async def feedback(settings: Settings, assistant_ref: str | None, since: str, latest: int) -> None:
+    """Votes on answers per assistant, and the latest 👎 with their links and comments."""
+    window = duration(since)
+    report = await with_tutor(
+        settings, lambda t: t.feedback(utcnow() - window, assistant_ref, latest)
+    )
+    if not report:
+        click.echo(f"no feedback since {since}")
+    for entry in report:
+        click.echo(f"{entry.assistant.name}\t👍 {entry.up}\t👎 {entry.down}")
+        for down in entry.latest_down:
+            where = down.link or down.message_ref or down.thread_id
+            said = f"\t{down.comment}" if down.comment else ""
+            when = down.updated_at.isoformat(timespec="seconds")
+            click.echo(f"  👎 {when}\t{where}{said}")
 
 
 @main.group()

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
+from urllib.parse import urlsplit
 
 from looper import metrics
 from looper.budgets import (
@@ -21,13 +23,16 @@ from looper.budgets import (
 from looper.deprecations import ModelUse, shutdown_warning
 from looper.models import (
     AccessRule,
+    AssistantFeedback,
     BaseAssistant,
     ChatCompletionPhysicsTutor,
     ChatCompletionThread,
+    Feedback,
     Message,
     NewMessage,
     UsageKey,
     UsageLine,
+    Vote,
     utcnow,
 )
 from looper.settings import Settings
@@ -49,6 +54,62 @@ class OwnUsage:
     today: UsageLine
     month: UsageLine
     standing: Standing
+
+
+EMOJI = re.compile(r":[a-z0-9_+'-]+(?:::skin-tone-[2-6])?:")
+MAX_PROMPTS = 4
+PROMPT_CHARS = 150  # a suggested prompt is one short line
+NAME_CHARS = 80  # a display name, short enough for any front end to show whole
+COMMENT_CHARS = 500
+
+
+def checked_icon(icon: str) -> str:
+    """An emoji like `:telescope:` or an http(s) image URL; InvalidInput otherwise."""
+    icon = icon.strip()
+    if EMOJI.fullmatch(icon):
+        return icon
+    parts = urlsplit(icon)
+    if parts.scheme in ("http", "https") and parts.netloc and " " not in icon:
+        return icon
+    raise InvalidInput(
+        f"{icon!r} is not an icon: use an emoji like :telescope: or an http(s) image URL"
+    )
+
+
+def checked_prompts(prompts: list[str]) -> list[str]:
+    """Up to four short, non-empty prompts; InvalidInput otherwise."""
+    cleaned = [" ".join(p.split()) for p in prompts]
+    if len(cleaned) > MAX_PROMPTS:
+        raise InvalidInput(f"{len(cleaned)} prompts: an assistant has at most {MAX_PROMPTS}")
+    for prompt in cleaned:
+        if not prompt:
+            raise InvalidInput("a prompt is empty")
+        if len(prompt) > PROMPT_CHARS:
+            raise InvalidInput(
+                f"the prompt {prompt[:30]!r}… is {len(prompt)} characters: at most {PROMPT_CHARS}"
+            )
+    return cleaned
+
+
+DURATION = re.compile(r"(\d+)\s*([mhdw])")
+UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+def duration(text: str) -> timedelta:
+    """`30m`, `24h`, `7d` or `2w` as a timedelta; InvalidInput otherwise."""
+    found = DURATION.fullmatch(text.strip().lower())
+    if not found or int(found.group(1)) == 0:
+        raise InvalidInput(f"{text!r} is not a duration: use e.g. 24h, 7d or 2w")
+    return timedelta(**{UNITS[found.group(2)]: int(found.group(1))})
+
+
+def checked_name(name: str) -> str:
+    name = " ".join(name.split())
+    if not name:
+        raise InvalidInput("the name is empty")
+    if len(name) > NAME_CHARS:
+        raise InvalidInput(f"the name is {len(name)} characters: at most {NAME_CHARS}")
+    return name
 
 
 class Tutor:
@@ -125,6 +186,43 @@ class Tutor:
         moved = await self.store.move_assistant(assistant.id, model.strip(), from_model)
         return assistant, moved
 
+    async def edit_assistant(
+        self,
+        ref: str,
+        name: str | None = None,
+        icon: str | None = None,
+        model: str | None = None,
+        instructions: str | None = None,
+        prompts: list[str] | None = None,
+    ) -> tuple[BaseAssistant, int]:
+        """Change what is given of an assistant (id or name); everything is checked before
+        anything is stored. A new model moves its threads too (see `move_assistant`).
+        Returns the edited assistant and how many threads moved."""
+        assistant = await self.find_assistant(ref)
+        changes: dict[str, object] = {}
+        if name is not None:
+            changes["name"] = checked_name(name)
+        if icon is not None:
+            changes["icon"] = checked_icon(icon)
+        if instructions is not None:
+            if not instructions.strip():
+                raise InvalidInput("an assistant needs instructions (its system prompt)")
+            changes["instructions"] = instructions.strip()
+        if prompts is not None:
+            changes["prompts"] = checked_prompts(prompts)
+        if model is not None and not model.strip():
+            raise InvalidInput("the model name is empty")
+        if not changes and model is None:
+            raise InvalidInput("nothing to change: give a name, icon, model, instructions, prompts")
+        edited = assistant.model_copy(update=changes)
+        if changes:
+            await self.store.update_assistant(edited)
+        moved = 0
+        if model is not None:
+            moved = await self.store.move_assistant(assistant.id, model.strip())
+            edited.model = model.strip()
+        return edited, moved
+
     async def model_warnings(self) -> list[str]:
         """One line for each model in use that OpenAI has announced it will shut down."""
         uses: defaultdict[str, ModelUse] = defaultdict(ModelUse)
@@ -160,6 +258,62 @@ class Tutor:
     async def rules(self) -> dict[str, AccessRule]:
         """Every subject's rule."""
         return await self.store.rules()
+
+    async def vote(
+        self,
+        thread_id: str,
+        answers: int,
+        person: str,
+        vote: Vote,
+        message_ref: str | None = None,
+        link: str | None = None,
+    ) -> Feedback:
+        """A person's vote on the answer to user message `answers` of a thread; their
+        earlier vote on it is replaced. Raises NotFound for an unknown thread."""
+        thread = await self.store.get_thread(thread_id)
+        feedback = Feedback(
+            thread_id=thread.id,
+            answers=answers,
+            person=person,
+            assistant_id=thread.assistant_id,
+            vote=vote,
+            message_ref=message_ref,
+            link=link,
+        )
+        await self.store.record_vote(feedback)
+        return feedback
+
+    async def comment(self, thread_id: str, answers: int, person: str, comment: str) -> bool:
+        """What was wrong, in a person's words, with an answer they voted 👎 on; False when
+        they have no 👎 on it (they changed their mind meanwhile)."""
+        comment = " ".join(comment.split())[:COMMENT_CHARS]
+        if not comment:
+            return False
+        return await self.store.record_comment(thread_id, answers, person, comment)
+
+    async def feedback(
+        self, since: datetime, assistant_ref: str | None = None, latest: int = 5
+    ) -> list[AssistantFeedback]:
+        """Per assistant (only `assistant_ref`, when given) with votes since `since`: the
+        counts of 👍 and 👎 and the `latest` 👎."""
+        only = await self.find_assistant(assistant_ref) if assistant_ref else None
+        counts = await self.store.votes_since(since)
+        assistants = [only] if only else await self.store.list_assistants()
+        report = []
+        for assistant in assistants:
+            votes = counts.get(assistant.id, {})
+            if not votes and only is None:
+                continue
+            down = await self.store.latest_down(since, latest, assistant.id)
+            report.append(
+                AssistantFeedback(
+                    assistant=assistant,
+                    up=votes.get("up", 0),
+                    down=votes.get("down", 0),
+                    latest_down=down,
+                )
+            )
+        return report
 
     async def add_thread(
         self,

@@ -8,6 +8,7 @@ import logging
 import os
 import secrets
 import socket
+import time
 from dataclasses import replace
 from datetime import datetime
 
@@ -67,6 +68,7 @@ class Looper:
         owner: str | None = None,
         budgets: Budgets | None = None,
         prices: Prices | None = None,
+        assistant_seconds: float = 5.0,
     ) -> None:
         self.store = store
         self.completer = completer
@@ -80,7 +82,8 @@ class Looper:
         self.budgets = budgets or Budgets(store, Defaults())
         self.prices = prices or Prices()
         self.answering: set[asyncio.Task[None]] = set()
-        self.assistants: dict[str, BaseAssistant] = {}
+        self.assistant_seconds = assistant_seconds
+        self.assistants: dict[str, tuple[BaseAssistant, float]] = {}  # with when it was read
         self._stopping = False
 
     @classmethod
@@ -108,6 +111,7 @@ class Looper:
             lease_seconds=settings.tutor_lease_seconds,
             budgets=Budgets(store, settings.budget_defaults()),
             prices=settings.prices(),
+            assistant_seconds=settings.tutor_assistant_seconds,
         )
 
     def stop(self) -> None:
@@ -270,10 +274,15 @@ class Looper:
         return replace(job, thread=stored)
 
     async def _assistant(self, assistant_id: str) -> BaseAssistant:
-        """Assistants never change once added, so each is read from the store once."""
-        if assistant_id not in self.assistants:
-            self.assistants[assistant_id] = await self.store.get_assistant(assistant_id)
-        return self.assistants[assistant_id]
+        """An assistant read at most `assistant_seconds` ago: an edit (made through any
+        replica) reaches every looper that soon, and a busy looper reads each assistant a
+        few times a minute rather than once an answer."""
+        now = time.monotonic()
+        cached = self.assistants.get(assistant_id)
+        if cached is None or now - cached[1] >= self.assistant_seconds:
+            cached = (await self.store.get_assistant(assistant_id), now)
+            self.assistants[assistant_id] = cached
+        return cached[0]
 
     async def _keep_lease(self, thread_id: str, task: asyncio.Task[None] | None) -> None:
         while True:

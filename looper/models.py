@@ -204,6 +204,7 @@ class Snapshot(BaseModel):
     access: dict[str, AccessRule] = Field(default_factory=dict)
     limits: dict[str, float] = Field(default_factory=dict)
     usage: list[UsageRecord] = Field(default_factory=list)
+    feedback: list[Feedback] = Field(default_factory=list)
 
 
 class PendingSummary(BaseModel):
@@ -222,3 +223,35 @@ class Claim(BaseModel):
     messages: list[Message]
     owner: str
     lease_until: float
+
+
+Vote = Literal["up", "down"]
+
+
+class Feedback(BaseModel):
+    """One person's vote on one answer (the answer to user message `answers` of a thread),
+    with an optional comment. `message_ref` is the front end's id for the message that shows
+    the answer and `link` a link to it, when the front end has one."""
+
+    thread_id: str
+    answers: int
+    person: str
+    assistant_id: str
+    vote: Vote
+    comment: str | None = None
+    message_ref: str | None = None
+    link: str | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class AssistantFeedback(BaseModel):
+    """What people said of one assistant's answers: the votes, and the latest 👎 first."""
+
+    assistant: BaseAssistant
+    up: int = 0
+    down: int = 0
+    latest_down: list[Feedback] = Field(default_factory=list)
+
+
+Snapshot.model_rebuild()

@@ -46,6 +46,9 @@ class Settings(BaseSettings):
     tutor_retry_base_delay: float = Field(0.5, ge=0)
     tutor_request_timeout: float = Field(120.0, gt=0)
     tutor_lease_seconds: float = Field(30.0, gt=0)
+    tutor_assistant_seconds: float = Field(
+        5.0, ge=0, description="how long a looper reuses an assistant it read (edits show after)"
+    )
 
     @field_validator("*")
     @classmethod

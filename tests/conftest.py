@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 
 from fakes.openai_server import API_KEY, FakeOpenAI
 from fakes.slack_server import APP_TOKEN, BOT_TOKEN, FakeSlack
@@ -60,9 +61,17 @@ def cli(tmp_path: Path, fake_openai: FakeOpenAI) -> Cli:
     return Cli(env, work)
 
 
+MANIFEST = Path(__file__).resolve().parents[1] / "manifest.yml"
+
+
+def installed_scopes() -> set[str]:
+    """The bot scopes the app is installed with: those its manifest asks for."""
+    return set(yaml.safe_load(MANIFEST.read_text())["oauth_config"]["scopes"]["bot"])
+
+
 @pytest.fixture
 def fake_slack() -> Iterator[FakeSlack]:
-    fake = FakeSlack().start()
+    fake = FakeSlack(scopes=installed_scopes()).start()
     yield fake
     fake.stop()
 

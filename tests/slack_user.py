@@ -32,10 +32,17 @@ def wait_answers(slack: FakeSlack, channel: str, root: str, count: int) -> list[
     )
 
 
-def ask(slack: FakeSlack, question: str, user: str = STUDENT, channel: str = CLASS) -> str:
-    """/tutor ask; returns the ts of the root message the bot posts for it."""
+def ask(
+    slack: FakeSlack,
+    question: str,
+    user: str = STUDENT,
+    channel: str = CLASS,
+    persona: str = "Physics Tutor",
+) -> str:
+    """/tutor ask (in a channel whose assistant is `persona`); returns the ts of the root
+    message the bot posts for it."""
     assert slack.wait_ack(slack.slash(user, channel, f"ask {question}")) == {}
-    text = f"<@{user}> asked: {question}"
+    text = f"<@{user}> asked *{persona}*: {question}"
     found = slack.wait_until(
         lambda: [m for m in slack.messages(channel) if m["text"] == text and is_root(m)]
     )

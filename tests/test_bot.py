@@ -41,7 +41,9 @@ def test_seed_flow_in_slack(bot: Bot, fake_slack: FakeSlack, fake_openai: FakeOp
     assert first[0]["ts"] == final[0]["ts"]
 
     [root_message] = [m for m in fake_slack.messages(CLASS) if m["ts"] == root]
-    assert root_message["text"] == f"<@{STUDENT}> asked: How did the universe begin?"
+    assert (
+        root_message["text"] == f"<@{STUDENT}> asked *Physics Tutor*: How did the universe begin?"
+    )
     thread_id = root_message["metadata"]["event_payload"]["thread_id"]
     assert root_message["metadata"]["event_type"] == "tutor_thread"
     assert set(root_message["metadata"]["event_payload"]) == {"thread_id", "assistant_id"}
@@ -119,7 +121,7 @@ def test_admin_commands_and_usage(bot: Bot, fake_slack: FakeSlack, fake_openai: 
     listing = ephemeral(fake_slack, STUDENT, "assistants")
     assert "*Poet Laureate*" in listing and "← this channel" in listing
 
-    root = ask(fake_slack, "what is light?")
+    root = ask(fake_slack, "what is light?", persona="Poet Laureate")
     wait_answers(fake_slack, CLASS, root, 1)
     assert fake_openai.requests[-1].body["messages"][0] == {
         "role": "system",

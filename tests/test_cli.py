@@ -214,6 +214,28 @@ BAD_INPUTS = {
         {},
         "the model name is empty",
     ),
+    "edit with a bad icon": (
+        ["assistant", "edit", "Physics Tutor", "--icon", "telescope"],
+        {},
+        "'telescope' is not an icon: use an emoji like :telescope: or an http(s) image URL",
+    ),
+    "edit with five prompts": (
+        ["assistant", "edit", "Physics Tutor", *[f"--prompt=p{n}" for n in range(5)]],
+        {},
+        "5 prompts: an assistant has at most 4",
+    ),
+    "edit with an empty prompt": (
+        ["assistant", "edit", "Physics Tutor", "--prompt", "ok", "--prompt", " "],
+        {},
+        "a prompt is empty",
+    ),
+    "edit nothing": (["assistant", "edit", "Physics Tutor"], {}, "nothing to change"),
+    "edit to an empty name": (
+        ["assistant", "edit", "Physics Tutor", "--name", " ", "--icon", ":star:"],
+        {},
+        "the name is empty",
+    ),
+    "feedback since when": (["feedback", "--since", "soon"], {}, "'soon' is not a duration"),
 }
 
 
@@ -331,3 +353,17 @@ def test_refuses_a_schema_newer_than_it_knows(cli: Cli, tmp_path: Path) -> None:
     for command in (["thread", "ls"], ["looper"], ["migrate"]):
         done = cli.run(*command)
         assert done.returncode == 1 and "newer than this tutor knows" in done.stderr
+
+
+def test_assistant_edit_changes_what_is_given(cli: Cli) -> None:
+    seed_thread(cli)
+    said = cli.ok(
+        "assistant", "edit", "physics tutor", "--name", "Sky Guide", "--icon", ":telescope:",
+        "--prompt", "Why is the sky blue?", "--prompt", "What is a star?",
+    )  # fmt: skip
+    assert said.startswith("edited assistant 'Sky Guide' (asst_")
+    moved = cli.ok("assistant", "edit", "Sky Guide", "--model", "gpt-5.4")
+    assert "moved 1 of its threads to gpt-5.4" in moved
+    [listed] = cli.ok("assistant", "ls").splitlines()
+    assert "\tSky Guide\tgpt-5.4\t" in listed and "Physics Tutor" in listed  # instructions kept
+    assert cli.ok("feedback") == "no feedback since 7d\n"

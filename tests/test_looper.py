@@ -204,3 +204,19 @@ async def test_stop_hands_back_unfinished_answers(
     assert await again.tick() == 1
     await sink.wait_for(1)
     assert sink.opened[-1].resumed_ref == "ref-0"  # the same reply is completed, not a new one
+
+
+async def test_an_edit_reaches_a_running_looper(
+    tutor: Tutor, running: Looper, sink: RecordingSink
+) -> None:
+    running.assistant_seconds = 0.0  # every answer reads its assistant afresh
+    thread_id = await physics_thread(tutor)
+    await tutor.ask("first?", thread_id)
+    await sink.wait_for(1, timeout=5)
+    await asyncio.gather(*running.answering)
+    assistant_id = (await tutor.thread(thread_id)).assistant_id
+    await tutor.edit_assistant(assistant_id, name="Sky Guide", instructions="Be brief.")
+    await tutor.ask("second?", thread_id)
+    await sink.wait_for(2, timeout=5)
+    assert [job.assistant.name for job in sink.opened] == ["Physics Tutor", "Sky Guide"]
+    assert sink.opened[-1].assistant.instructions == "Be brief."

@@ -36,7 +36,7 @@ def test_killed_before_the_root_is_posted(bot: Bot, fake_slack: FakeSlack) -> No
     bot.start()
     [root] = fake_slack.wait_until(lambda: roots(fake_slack))
     [answer] = wait_answers(fake_slack, CLASS, root["ts"], 1)
-    assert root["text"] == f"<@{STUDENT}> asked: {QUESTION}"
+    assert root["text"] == f"<@{STUDENT}> asked *Physics Tutor*: {QUESTION}"
     assert answer["text"] == f"An answer to: {QUESTION}"
     assert bot.stop() == 0 and len(roots(fake_slack)) == 1
 
@@ -108,7 +108,9 @@ def test_a_channel_the_bot_is_not_in_is_told_once(bot: Bot, fake_slack: FakeSlac
     [root] = fake_slack.wait_until(lambda: roots(fake_slack))
     wait_answers(fake_slack, CLASS, root["ts"], 1)
     assert bot.stop() == 0
-    assert [r["text"] for r in roots(fake_slack)] == [f"<@{STUDENT}> asked: second?"]
+    assert [r["text"] for r in roots(fake_slack)] == [
+        f"<@{STUDENT}> asked *Physics Tutor*: second?"
+    ]
     assert len(fake_slack.calls_of("chat.postMessage")) == 2  # the refused root, this one
 
 

@@ -15,17 +15,25 @@ def test_the_usage_lists_every_subcommand_for_whom_it_is() -> None:
     assert usage(ROUTES) == (
         "*tutor* — answers in threads. Reply in the thread to follow up.\n"
         "• `/tutor ask <question>` — ask; the answer arrives as a threaded reply\n"
+        "• `/tutor usage` — your tokens and cost today and this month\n"
         "• `/tutor assistants` — list assistants\n"
         "• `/tutor help` — this text\n"
         "Admins:\n"
+        "• `/tutor usage all` — usage by person, channel, assistant, model\n"
         "• `/tutor assistant add <name> <instructions>` — add an assistant (quote a name with "
         "spaces)\n"
+        "• `/tutor assistant edit <assistant> name|icon|model|instructions|prompts <value>` — "
+        "change an assistant (prompts: up to four, quoted)\n"
         "• `/tutor use <assistant>` — this channel's assistant (name or id)\n"
         "• `/tutor threads` — list conversations\n"
         "• `/tutor thread add [assistant]` — start an empty conversation to reply under\n"
         "• `/tutor allow #channel | @person` — let a channel or a person ask (lifts a deny)\n"
         "• `/tutor deny #channel | @person` — keep a channel or a person from asking\n"
-        "• `/tutor access` — who may ask where"
+        "• `/tutor access` — who may ask where\n"
+        "• `/tutor limit [user N [@person] | channel N | monthly USD]` — show or change budgets "
+        "(tokens a day, dollars a month)\n"
+        "• `/tutor feedback [assistant] [7d]` — 👍/👎 per assistant and the latest 👎 (default: "
+        "the last 7 days)"
     )
 
 

@@ -50,10 +50,10 @@ def test_the_echo_of_a_question_pings_no_one(
     root = root_of(fake_slack)
     wait_answers(fake_slack, CLASS, root["ts"], 1)
     assert root["text"] == (
-        f"<@{STUDENT}> asked: &lt;!channel&gt; &lt;!here&gt; &lt;!everyone&gt; "
+        f"<@{STUDENT}> asked *Physics Tutor*: &lt;!channel&gt; &lt;!here&gt; &lt;!everyone&gt; "
         "&lt;!subteam^S123&gt; <@U0STUDENT2> &amp; a&lt;b&gt;c"
     )
-    assert html.unescape(root["text"]) == f"<@{STUDENT}> asked: {TYPED}"
+    assert html.unescape(root["text"]) == f"<@{STUDENT}> asked *Physics Tutor*: {TYPED}"
     assert fake_slack.pings() == []
 
 

@@ -133,6 +133,27 @@ def m007_usage_and_limits(t: ColumnTypes) -> list[str]:
     ]
 
 
+def m008_feedback(t: ColumnTypes) -> list[str]:
+    """What people said of answers: one vote per answer and person (a second replaces the
+    first), with an optional comment, where the answer shows (`message_ref`, `link`) and the
+    assistant that gave it."""
+    return [
+        f"""CREATE TABLE feedback (
+            thread_id TEXT NOT NULL REFERENCES threads(id),
+            answers {t.integer} NOT NULL,
+            person TEXT NOT NULL,
+            assistant_id TEXT NOT NULL REFERENCES assistants(id),
+            vote TEXT NOT NULL CHECK (vote IN ('up', 'down')),
+            comment TEXT,
+            message_ref TEXT,
+            link TEXT,
+            created_at {t.time} NOT NULL,
+            updated_at {t.time} NOT NULL,
+            PRIMARY KEY (thread_id, answers, person))""",
+        "CREATE INDEX feedback_recent ON feedback (updated_at)",
+    ]
+
+
 MIGRATIONS: list[Callable[[ColumnTypes], list[str]]] = [
     m001_initial,
     m002_bindings_and_activity,
@@ -141,6 +162,7 @@ MIGRATIONS: list[Callable[[ColumnTypes], list[str]]] = [
     m005_access,
     m006_assistant_identity,
     m007_usage_and_limits,
+    m008_feedback,
 ]
 
 

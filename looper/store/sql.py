@@ -20,6 +20,7 @@ from looper.models import (
     BaseAssistant,
     ChatCompletionThread,
     Claim,
+    Feedback,
     Message,
     NewMessage,
     PendingSummary,
@@ -40,6 +41,10 @@ THREAD_COLUMNS = (
     "id, assistant_id, chat_completion_model, metadata, external_key, created_at, "
     "last_activity, message_count, last_user_id, hwm, settled, last_error, reply_upto, reply_ref, "
     "awaiting_place, failure_ref, asker, place"
+)
+FEEDBACK_COLUMNS = (
+    "thread_id, answers, person, assistant_id, vote, comment, message_ref, link, "
+    "created_at, updated_at"
 )
 MESSAGE_COLUMNS = "thread_id, id, role, content, metadata, external_id, created_at"
 ADD_ASSISTANT = f"INSERT INTO assistants ({ASSISTANT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)"
@@ -80,6 +85,13 @@ def _assistant_values(a: BaseAssistant) -> tuple[Any, ...]:
 def _assistant(row: Row) -> BaseAssistant:
     """A row of `assistants` (its `prompts` column holds a JSON list)."""
     return BaseAssistant.model_validate({**row, "prompts": json.loads(row["prompts"])})
+
+
+def _feedback_values(f: Feedback) -> tuple[Any, ...]:
+    return (
+        *(f.thread_id, f.answers, f.person, f.assistant_id, f.vote, f.comment),
+        *(f.message_ref, f.link, f.created_at, f.updated_at),
+    )
 
 
 def _thread_values(t: ChatCompletionThread) -> tuple[Any, ...]:
@@ -174,6 +186,20 @@ class Store(Ledger):
     async def _assistants(self, condition: str, *args: Any) -> list[BaseAssistant]:
         rows = await self._fetch(f"SELECT {ASSISTANT_COLUMNS} FROM assistants {condition}", *args)
         return [_assistant(r) for r in rows]
+
+    async def update_assistant(self, assistant: BaseAssistant) -> None:
+        """Store an assistant's new name, instructions, model, icon and prompts (its id and
+        creation time stay). Raises NotFound."""
+        async with self.dialect.connection() as db:
+            changed = await db.execute(
+                "UPDATE assistants SET name = ?, instructions = ?, model = ?, icon = ?, "
+                "prompts = ? WHERE id = ?",
+                *_assistant_values(assistant)[1:4],
+                *_assistant_values(assistant)[5:],
+                assistant.id,
+            )
+        if not changed:
+            raise NotFound(f"no assistant {assistant.id!r}")
 
     @staticmethod
     async def _require_assistant(db: Connection, assistant_id: str) -> None:
@@ -627,6 +653,56 @@ class Store(Ledger):
         )
         return [r["lease_owner"] for r in rows]
 
+    # feedback: one vote per answer and person
+    async def record_vote(self, feedback: Feedback) -> None:
+        """Store a vote; a person's earlier vote on the same answer is replaced (its comment
+        kept only when the vote stays the same)."""
+        async with self.dialect.connection() as db:
+            await db.execute(
+                f"INSERT INTO feedback ({FEEDBACK_COLUMNS}) VALUES ({_marks(range(10))}) "
+                "ON CONFLICT (thread_id, answers, person) DO UPDATE SET "
+                "vote = excluded.vote, updated_at = excluded.updated_at, "
+                "assistant_id = excluded.assistant_id, "
+                "message_ref = coalesce(excluded.message_ref, feedback.message_ref), "
+                "link = coalesce(excluded.link, feedback.link), comment = CASE "
+                "WHEN excluded.vote = feedback.vote THEN feedback.comment ELSE NULL END",
+                *_feedback_values(feedback),
+            )
+
+    async def record_comment(self, thread_id: str, answers: int, person: str, comment: str) -> bool:
+        """Add a comment to a person's 👎 on an answer; False when they have none."""
+        async with self.dialect.connection() as db:
+            changed = await db.execute(
+                "UPDATE feedback SET comment = ?, updated_at = ? "
+                "WHERE thread_id = ? AND answers = ? AND person = ? AND vote = 'down'",
+                *(comment, utcnow(), thread_id, answers, person),
+            )
+        return changed == 1
+
+    async def votes_since(self, since: datetime) -> dict[str, dict[str, int]]:
+        """Votes given or changed at or after `since`: by assistant, the count of each vote."""
+        rows = await self._fetch(
+            "SELECT assistant_id, vote, count(*) AS votes FROM feedback "
+            "WHERE updated_at >= ? GROUP BY assistant_id, vote",
+            since,
+        )
+        counts: dict[str, dict[str, int]] = {}
+        for row in rows:
+            counts.setdefault(row["assistant_id"], {})[row["vote"]] = int(row["votes"])
+        return counts
+
+    async def latest_down(
+        self, since: datetime, limit: int, assistant_id: str | None = None
+    ) -> list[Feedback]:
+        """The newest 👎 at or after `since` (of one assistant, when given), newest first."""
+        only, args = (" AND assistant_id = ?", [assistant_id]) if assistant_id else ("", [])
+        rows = await self._fetch(
+            f"SELECT {FEEDBACK_COLUMNS} FROM feedback "
+            f"WHERE vote = 'down' AND updated_at >= ?{only} ORDER BY updated_at DESC LIMIT ?",
+            *(since, *args, limit),
+        )
+        return [Feedback.model_validate(dict(r)) for r in rows]
+
     # moving a store
     async def export_all(self) -> Snapshot:
         """Everything stored, read in one transaction (leases are not moved)."""
@@ -644,6 +720,9 @@ class Store(Ledger):
             rules = await db.fetch("SELECT subject, rule FROM access ORDER BY subject")
             limits = await db.fetch("SELECT name, value FROM limits ORDER BY name")
             usage = await db.fetch(f"SELECT {USAGE_COLUMNS} FROM usage ORDER BY at")
+            feedback = await db.fetch(
+                f"SELECT {FEEDBACK_COLUMNS} FROM feedback ORDER BY thread_id, answers, person"
+            )
         return Snapshot(
             assistants=[_assistant(r) for r in assistants],
             bindings={r["place"]: r["assistant_id"] for r in bindings},
@@ -652,6 +731,7 @@ class Store(Ledger):
             access={r["subject"]: r["rule"] for r in rules},
             limits={r["name"]: float(r["value"]) for r in limits},
             usage=[UsageRecord.model_validate(r) for r in usage],
+            feedback=[Feedback.model_validate(dict(r)) for r in feedback],
         )
 
     async def import_all(self, snapshot: Snapshot) -> None:
@@ -680,6 +760,10 @@ class Store(Ledger):
                 "INSERT INTO limits (name, value) VALUES (?, ?)", snapshot.limits.items()
             )
             await db.executemany(ADD_USAGE, map(usage_values, snapshot.usage))
+            await db.executemany(
+                f"INSERT INTO feedback ({FEEDBACK_COLUMNS}) VALUES ({_marks(range(10))})",
+                [_feedback_values(f) for f in snapshot.feedback],
+            )
             await self._announce_work(db, "import")
         self.notify_work()
 
