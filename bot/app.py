@@ -23,6 +23,8 @@ from bot.events import EventHandlers
 from bot.feedback import COMMENT_VIEW, FeedbackHandlers
 from bot.formatting import FEEDBACK_ACTION, RETRY_ACTION
 from bot.health import HealthServer
+from bot.home import HomeTab
+from bot.messages_tab import MessagesTab
 from bot.middleware import AckFirst, ParseCommand
 from bot.pacing import Pacer
 from bot.settings import BotSettings
@@ -77,15 +79,34 @@ async def check_tokens(settings: BotSettings) -> None:
             ) from exc
 
 
-def build_apps(tutor: Tutor, api: SlackApi, access: Access) -> tuple[AsyncApp, AsyncApp]:
+class AppTabs:
+    """`app_home_opened` to the tab the person opened: Home, or Messages (the agent view's
+    start of a conversation)."""
+
+    def __init__(self, home: HomeTab, messages: MessagesTab) -> None:
+        self.home = home
+        self.messages = messages
+
+    async def on_opened(self, event: dict[str, Any]) -> None:
+        if event.get("tab") == "home" and event.get("user"):
+            self.home.opened(event["user"])
+        elif event.get("tab") == "messages" and event.get("channel"):
+            self.messages.opened(event["channel"])
+
+
+def build_apps(
+    tutor: Tutor, api: SlackApi, access: Access, quiet: float = 5.0
+) -> tuple[AsyncApp, AsyncApp]:
     """The app for commands and clicks and the app for events (acknowledged once stored);
     see `TutorSocketHandler`.
 
     Commands and clicks are processed before Bolt answers Slack (no polling for the ack):
     `AckFirst` has acknowledged whatever needs no store write and its listener hands the work
-    to a background task; a command that stores first acknowledges once stored.
+    to a background task; a command that stores first acknowledges once stored. The Home and
+    Messages tabs are updated at most once every `quiet` seconds per person.
     """
     events = EventHandlers(tutor, api, access)
+    tabs = AppTabs(HomeTab(tutor, api, access.admins, quiet), MessagesTab(tutor, api, quiet))
     commands = TutorCommands(tutor, api, access.admins, access)
     app = AsyncApp(client=api.client, name="tutor", process_before_response=True)
     app.use(ParseCommand(ROUTES))
@@ -98,6 +119,9 @@ def build_apps(tutor: Tutor, api: SlackApi, access: Access) -> tuple[AsyncApp, A
     events_app = AsyncApp(client=api.client, name="tutor-events", process_before_response=True)
     events_app.event("message")(events.on_message)
     events_app.event("app_mention")(events.on_mention)
+    events_app.event("app_home_opened")(tabs.on_opened)
+    events_app.event("assistant_thread_started")(tabs.messages.on_thread_started)
+    events_app.event("assistant_thread_context_changed")(tabs.messages.on_context_changed)
     return app, events_app
 
 
@@ -132,7 +156,7 @@ async def serve_with(
         ),
     )
     access = Access(tutor, Admins(api, settings.admins), settings.tutor_access == "closed")
-    app, events_app = build_apps(tutor, api, access)
+    app, events_app = build_apps(tutor, api, access, settings.tutor_home_quiet_seconds)
     looper = Looper.from_settings(settings, store, openai_key, SlackSink(api))
     looper.grace_seconds = SHUTDOWN_GRACE
     socket = TutorSocketHandler(app, events_app, settings.slack_app_token)

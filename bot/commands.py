@@ -25,7 +25,8 @@ from bot.access import Access
 from bot.admins import Admins
 from bot.background import Background
 from bot.feedback import feedback_report
-from bot.formatting import NOT_IN_CHANNEL, mrkdwn_safe, permalink_fallback
+from bot.formatting import NOT_IN_CHANNEL, mrkdwn_safe
+from bot.links import thread_link
 from bot.middleware import INVOCATION
 from bot.places import (
     USER,
@@ -213,21 +214,9 @@ class TutorCommands:
             await call.tell("No conversations yet.")
             return
         names = {a.id: a.name for a in await self.tutor.list_assistants()}
-        links = await asyncio.gather(*(self._link(t) for t in threads))
+        links = await asyncio.gather(*(thread_link(self.api, t) for t in threads))
         lines = [describe(t, names, link) for t, link in zip(threads, links, strict=True)]
         await call.tell("\n".join(lines))
-
-    async def _link(self, thread: ChatCompletionThread) -> str | None:
-        place = SlackThread.of(thread)
-        if place is None:
-            return None
-        try:
-            found = await self.api.call(
-                "chat.getPermalink", channel=place.channel, message_ts=place.thread_ts
-            )
-            return str(found["permalink"])
-        except SlackApiError:
-            return permalink_fallback(place.channel, place.thread_ts)
 
     async def add_thread(self, call: Command) -> None:
         assistant = await (

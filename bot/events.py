@@ -19,7 +19,8 @@ from bot.access import Access
 from bot.admins import Admins
 from bot.background import Background
 from bot.formatting import ANSWERED, answered_blocks, thread_of_root
-from bot.places import USER, SlackThread, asker, asker_key, channel_place
+from bot.messages_tab import ConversationTitles
+from bot.places import USER, SlackThread, asker, asker_key, channel_place, is_dm
 from bot.status import show_thinking
 from bot.web import SlackApi, slack_error
 from looper.core import InvalidInput, Tutor
@@ -61,6 +62,7 @@ class EventHandlers:
         self.access = access
         self.admins: Admins | None = access.admins  # who may retry any thread
         self.later = Background()
+        self.titles = ConversationTitles(api)
 
     async def on_message(self, event: dict[str, Any], context: dict[str, Any]) -> None:
         """A reply in a tutor thread is a question; in a DM every message is one."""
@@ -149,6 +151,9 @@ class EventHandlers:
             )
         except Conflict:  # the same event again, or message and app_mention for one post
             await self._ask_in_thread(event, root, tells=False)
+            return
+        if is_dm(place.channel):
+            self.titles.started(place.channel, root, question.content)
 
     async def _may_ask(self, event: dict[str, Any], root: str, tells: bool) -> bool:
         """Whether the asker may ask here; if not and `tells`, one line in the thread that

@@ -47,6 +47,18 @@ def markdown_safe(text: str) -> str:
     return PINGING.sub("<" + WORD_JOINER, text)
 
 
+def shortened(text: str, limit: int) -> str:
+    """`text` on one line, cut to `limit` characters with an ellipsis (after a whole word
+    where one ends in its second half)."""
+    line = " ".join(text.split())
+    if len(line) <= limit:
+        return line
+    cut = line[: limit - 1]
+    if " " in cut[limit // 2 :]:
+        cut = cut.rsplit(" ", 1)[0]
+    return cut.rstrip() + "…"
+
+
 def thread_metadata(thread_id: str, assistant_id: str) -> dict[str, Any]:
     """On a root message: which tutor thread this Slack thread is."""
     return {

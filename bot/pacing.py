@@ -27,6 +27,9 @@ METHOD_TIERS = {
     "conversations.info": "t3",
     "users.conversations": "t3",
     "users.info": "t4",
+    "views.publish": "t4",
+    "assistant.threads.setSuggestedPrompts": "t4",
+    "assistant.threads.setTitle": "t4",
 }
 HISTORY_METHODS = ("conversations.history", "conversations.replies")
 FULL_PAGE = 200  # Slack's advice for paged methods

@@ -25,6 +25,12 @@ def channel_place(channel: str) -> str:
     return f"slack:{channel}"
 
 
+def channel_of_place(place: str) -> str | None:
+    """The channel of a binding key (see `channel_place`); None for another front end's."""
+    channel = place.removeprefix("slack:")
+    return channel if channel != place else None
+
+
 def is_dm(channel: str) -> bool:
     """Whether `channel` is a direct message with the bot (Slack's DM ids begin with D)."""
     return channel.startswith("D")

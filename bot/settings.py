@@ -29,6 +29,9 @@ class BotSettings(Settings):
     tutor_history_per_minute: int = Field(
         50, ge=1, description="conversations.history/.replies calls a minute (Tier 3: 50)"
     )
+    tutor_home_quiet_seconds: float = Field(
+        5.0, gt=0, description="App Home and Messages tab: one update a person this often"
+    )
 
     @field_validator("slack_api_url")
     @classmethod

@@ -21,6 +21,11 @@ would notify a whole channel or a user group.
 without it the fields are ignored). `click_feedback` and `submit_view` deliver the
 `block_actions` and `view_submission` payloads of a person's clicks and modal submissions;
 `views.open` checks the trigger (issued to a payload, used once, within 3 s).
+App Home and the AI surfaces: `open_home(user, tab)` sends `app_home_opened` (tab `home` or
+`messages`), `start_assistant_thread` and `change_context` the assistant view's events;
+`views.publish` keeps each person's Home tab (`home_views`), and suggested prompts and
+titles are kept as set (`suggested`, `titles`). `agent_view=True` is an app on Slack's
+agent view, where `setSuggestedPrompts` with a `thread_ts` silently does nothing.
 """
 
 from __future__ import annotations
@@ -55,6 +60,10 @@ MARKDOWN_LIMIT = 12_000
 REDELIVER_AFTER = 3.0  # seconds Slack waits for an events_api ack before sending it again
 REDELIVERIES = 3
 HISTORY_METHODS = ("conversations.history", "conversations.replies")
+VIEW_BYTES = 250_000  # views.publish: view_too_large above this
+VIEW_BLOCKS = 100  # blocks a Home tab may have
+TEXT_LIMIT = 3000  # characters of a section's text
+PROMPTS_LIMIT = 4  # suggested prompts a thread may show
 RESTRICTED_PAGE = 15  # messages a call under Slack's restricted history limit
 TRIGGER_SECONDS = 3.0  # a trigger_id opens a view only this soon after its interaction
 CUSTOMIZE = "chat:write.customize"
@@ -145,6 +154,11 @@ class FakeSlack:
     envelopes: dict[str, Envelope] = field(default_factory=dict)
     responses: list[dict[str, Any]] = field(default_factory=list)  # to response_url
     statuses: list[dict[str, Any]] = field(default_factory=list)  # setStatus calls that worked
+    home_tab_enabled: bool = True
+    agent_view: bool = False
+    home_views: dict[str, dict[str, Any]] = field(default_factory=dict)  # user: their Home tab
+    suggested: list[dict[str, Any]] = field(default_factory=list)  # prompts set, as set
+    titles: dict[tuple[str, str], str] = field(default_factory=dict)  # (channel, thread_ts)
     finished: dict[str, int] = field(default_factory=dict)  # channel: answers finished there
     scopes: set[str] | None = None  # the bot's granted scopes; None: every scope
     views: list[dict[str, Any]] = field(default_factory=list)  # opened with views.open
@@ -352,6 +366,73 @@ class FakeSlack:
                 "event_ts": self.next_ts(),
                 "channel_type": "channel",
             }
+        )
+
+    @staticmethod
+    def dm_of(user: str) -> str:
+        """The id of a person's DM with the bot (this fake's: D and the rest of their id)."""
+        return "D" + user[1:]
+
+    def open_home(self, user: str, tab: str = "home") -> str:
+        """A person opens the app's Home (`tab: home`) or Messages tab (`tab: messages`);
+        returns the event's envelope id. A Home tab published before comes as `view`."""
+        channel = self.dm_of(user)
+        self.add_channel(channel)
+        event: dict[str, Any] = {
+            "type": "app_home_opened",
+            "user": user,
+            "channel": channel,
+            "tab": tab,
+            "event_ts": self.next_ts(),
+        }
+        with self._lock:
+            published = self.home_views.get(user)
+        if tab == "home" and published is not None:
+            event["view"] = dict(published)
+        return self.send_event(event)
+
+    def start_assistant_thread(self, user: str, context_channel: str | None = None) -> str:
+        """A person starts a chat in the assistant view: Slack makes its root message in
+        their DM (subtype `assistant_app_thread`) and sends `assistant_thread_started`.
+        Returns the thread's ts; the person's messages then come as replies under it."""
+        channel = self.dm_of(user)
+        self.add_channel(channel)
+        root: dict[str, Any] = {
+            "type": "message",
+            "subtype": "assistant_app_thread",
+            "user": user,
+            "text": "New chat",
+            "ts": self.next_ts(),
+        }
+        root["thread_ts"] = root["ts"]
+        with self._lock:
+            self.channels[channel].append(root)
+        self._notify()
+        self._assistant_event(
+            "assistant_thread_started", user, channel, root["ts"], context_channel
+        )
+        return str(root["ts"])
+
+    def change_context(self, user: str, thread_ts: str, context_channel: str | None) -> str:
+        """The person, chat open, moves to another channel (`assistant_thread_context_changed`)."""
+        return self._assistant_event(
+            "assistant_thread_context_changed", user, self.dm_of(user), thread_ts, context_channel
+        )
+
+    def _assistant_event(
+        self, kind: str, user: str, channel: str, thread_ts: str, context_channel: str | None
+    ) -> str:
+        context: dict[str, Any] = {"team_id": TEAM}
+        if context_channel:
+            context["channel_id"] = context_channel
+        thread = {
+            "user_id": user,
+            "context": context,
+            "channel_id": channel,
+            "thread_ts": thread_ts,
+        }
+        return self.send_event(
+            {"type": kind, "assistant_thread": thread, "event_ts": self.next_ts()}
         )
 
     def click(self, user: str, channel: str, message_ts: str, action_id: str, value: str) -> str:
@@ -624,7 +705,7 @@ class FakeSlack:
             args.update(json.loads(raw))
         elif raw:
             args.update(parse_qsl(raw.decode(), keep_blank_values=True))
-        for key in ("metadata", "blocks", "prompts", "loading_messages"):
+        for key in ("metadata", "blocks", "prompts", "loading_messages", "view"):
             if isinstance(args.get(key), str) and args[key]:
                 try:
                     args[key] = json.loads(args[key])
@@ -983,6 +1064,88 @@ class FakeSlack:
             raise SlackError("invalid_thread_ts")
         self.statuses.append(dict(args))
         return {}
+
+    def _assistant_threads_setSuggestedPrompts(
+        self, args: dict[str, Any], request: web.Request
+    ) -> dict[str, Any]:
+        messages = self._channel(args, "channel_id")
+        prompts = args["prompts"]
+        if not (
+            isinstance(prompts, list)
+            and 1 <= len(prompts) <= PROMPTS_LIMIT
+            and all(isinstance(p, dict) and p.get("title") and p.get("message") for p in prompts)
+        ):
+            raise SlackError("invalid_arguments")
+        thread_ts = args.get("thread_ts")
+        if thread_ts and not any(m["ts"] == thread_ts for m in messages):
+            raise SlackError("invalid_thread_ts", detail="Thread not found")
+        if thread_ts and self.agent_view:
+            return {}  # Slack: "will cause the call to silently fail" for an agent app
+        latest = max((m["ts"] for m in messages), key=float, default=None)
+        shown = {**args, "thread_ts": thread_ts or latest}
+        self.suggested.append({k: v for k, v in shown.items() if k != "token"})
+        return {}
+
+    def _assistant_threads_setTitle(
+        self, args: dict[str, Any], request: web.Request
+    ) -> dict[str, Any]:
+        messages = self._channel(args, "channel_id")
+        if not any(m["ts"] == args["thread_ts"] for m in messages):
+            raise SlackError("invalid_thread_ts", detail="Thread not found")
+        self.titles[(args["channel_id"], args["thread_ts"])] = str(args["title"])
+        return {}
+
+    def _views_publish(self, args: dict[str, Any], request: web.Request) -> dict[str, Any]:
+        user = str(args["user_id"])
+        if user not in self.users:
+            raise SlackError(
+                "invalid_arguments", response_metadata={"messages": ["invalid `user_id`"]}
+            )
+        view = args["view"]
+        if not isinstance(view, dict) or view.get("type") != "home":
+            raise SlackError(
+                "invalid_arguments", response_metadata={"messages": ["invalid `view`"]}
+            )
+        if not self.home_tab_enabled:
+            raise SlackError("not_enabled")
+        if len(json.dumps(view).encode()) > VIEW_BYTES:
+            raise SlackError("view_too_large")
+        self._check_view_blocks(view.get("blocks"))
+        published = self.home_views.get(user)
+        if args.get("hash") and (published is None or published["hash"] != args["hash"]):
+            raise SlackError("hash_conflict")
+        stored = {
+            "id": published["id"] if published else f"V{uuid.uuid4().hex[:10].upper()}",
+            "team_id": TEAM,
+            "type": "home",
+            "blocks": view.get("blocks") or [],
+            "private_metadata": view.get("private_metadata", ""),
+            "callback_id": view.get("callback_id", ""),
+            "external_id": view.get("external_id", ""),
+            "hash": f"{time.time():.6f}.{uuid.uuid4().hex[:8]}",
+            "app_id": APP_ID,
+            "bot_id": BOT_ID,
+        }
+        self.home_views[user] = stored
+        return {"view": dict(stored)}
+
+    @staticmethod
+    def _check_view_blocks(blocks: Any) -> None:
+        """Slack's limits that a view built from stored text can break: invalid_arguments."""
+        if not isinstance(blocks, list) or len(blocks) > VIEW_BLOCKS:
+            raise SlackError(
+                "invalid_arguments",
+                response_metadata={"messages": [f"[ERROR] no more than {VIEW_BLOCKS} items"]},
+            )
+        for block in blocks:
+            texts = [block.get("text") or {}, *(block.get("elements") or [])]
+            if any(
+                len(str(t.get("text") or "")) > TEXT_LIMIT for t in texts if isinstance(t, dict)
+            ):
+                raise SlackError(
+                    "invalid_arguments",
+                    response_metadata={"messages": [f"[ERROR] text over {TEXT_LIMIT} characters"]},
+                )
 
     def _conversations_info(self, args: dict[str, Any], request: web.Request) -> dict[str, Any]:
         self._channel(args)

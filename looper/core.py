@@ -27,6 +27,7 @@ from looper.models import (
     BaseAssistant,
     ChatCompletionPhysicsTutor,
     ChatCompletionThread,
+    Conversation,
     Feedback,
     Message,
     NewMessage,
@@ -244,6 +245,17 @@ class Tutor:
     async def assistant_for(self, place: str) -> BaseAssistant:
         """The assistant bound to a place, else the default one."""
         return await self.store.assistant_for(place) or await self.add_assistant()
+
+    async def bindings(self) -> dict[str, BaseAssistant]:
+        """Every bound place and its assistant."""
+        assistants = {a.id: a for a in await self.store.list_assistants()}
+        bound = await self.store.bindings()
+        return {place: assistants[a] for place, a in bound.items() if a in assistants}
+
+    async def conversations_of(self, asker: str, limit: int = 5) -> list[Conversation]:
+        """The threads in which `asker` (a front end's key) asked, most recently active
+        first, each with its first question."""
+        return await self.store.threads_asked_by(asker, limit)
 
     async def set_rule(self, subject: str, rule: AccessRule) -> None:
         """Allow or deny a front end's subject (a user, a place); its earlier rule goes."""

@@ -129,9 +129,18 @@ class NewMessage(BaseModel):
 
 
 class StoredMessage(Message):
-    """A message as stored, with the external id that deduplicates it (export/import)."""
+    """A message as stored, with the external id that deduplicates it and who asked it
+    (export/import)."""
 
     external_id: str | None = None
+    asker: str | None = None
+
+
+class Conversation(BaseModel):
+    """A thread as listed for the person who asked in it: with its first question."""
+
+    thread: ChatCompletionThread
+    first_question: str
 
 
 @dataclass(frozen=True)

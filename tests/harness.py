@@ -124,6 +124,13 @@ class Lines:
             raise EOFError("the process closed its output")
         return line
 
+    def rest(self, timeout: float = 15) -> list[str]:
+        """Every line still to come, until the process closes its output."""
+        lines: list[str] = []
+        while (line := self.queue.get(timeout=timeout)) is not None:
+            lines.append(line)
+        return lines
+
 
 class Bot:
     """`tutor run` as its own process against the fake Slack and the fake OpenAI."""

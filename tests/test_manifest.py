@@ -12,6 +12,7 @@ import yaml
 from bot.catchup import CONVERSATION_TYPES
 from bot.pacing import METHOD_TIERS, TIERS
 from fakes.slack_server import SPECS
+from looper.models import ChatCompletionPhysicsTutor
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = SPECS.parent / "manifest.schema.1.0.0.json"
@@ -45,6 +46,38 @@ def test_manifest_has_what_the_bot_needs() -> None:
     read = {"public_channel": "channels", "private_channel": "groups", "im": "im"}
     for kind in CONVERSATION_TYPES.split(","):  # catch-up lists these and reads their history
         assert {f"{read[kind]}:read", f"{read[kind]}:history"} <= scopes, kind
+
+
+def test_manifest_declares_the_home_and_messages_tabs() -> None:
+    """The Home tab is published, the Messages tab is the agent view (its static prompts are
+    the built-in tutor's), and the events and scope of both AI views are there; the older
+    assistant view in its place validates too."""
+    app = manifest()
+    features = app["features"]
+    assert features["app_home"]["home_tab_enabled"] is True
+    assert features["app_home"]["messages_tab_enabled"] is True
+    agent = features["agent_view"]
+    assert [p["message"] for p in agent["suggested_prompts"]] == (
+        ChatCompletionPhysicsTutor().prompts
+    )
+    events = set(app["settings"]["event_subscriptions"]["bot_events"])
+    assert {
+        "app_home_opened",
+        "assistant_thread_started",
+        "assistant_thread_context_changed",
+        "message.im",
+    } <= events
+    scopes = set(app["oauth_config"]["scopes"]["bot"])
+    for method in ("assistant.threads.setSuggestedPrompts", "assistant.threads.setTitle"):
+        spec = json.loads((SPECS / f"{method}.json").read_text())
+        assert set(spec["scope"]["bot"]) <= scopes, method
+    older = json.loads(json.dumps(app))
+    view = older["features"].pop("agent_view")
+    older["features"]["assistant_view"] = {
+        "assistant_description": view["agent_description"],
+        "suggested_prompts": view["suggested_prompts"],
+    }
+    jsonschema.validate(older, json.loads(SCHEMA.read_text()))
 
 
 def test_pacing_uses_the_specs_rate_tiers() -> None:

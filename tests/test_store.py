@@ -424,6 +424,46 @@ async def test_the_newest_question_names_the_asker(store: Store) -> None:
     assert (await store.get_thread(thread.id)).asker == "slack:U2"
 
 
+async def test_a_persons_conversations_newest_first_with_their_first_question(
+    store: Store,
+) -> None:
+    """Every thread in which the person asked, also where someone else asked last; most
+    recently active first, at most `limit`."""
+    assistant = await store.add_assistant(ChatCompletionPhysicsTutor())
+
+    async def started(asker: str, question: str) -> str:
+        thread = ChatCompletionThread(assistant_id=assistant.id, chat_completion_model="m")
+        return (await store.add_thread(thread, NewMessage(content=question, asker=asker))).id
+
+    mine = await started("slack:U1", "why is the sky blue?")
+    theirs = await started("slack:U2", "what is a photon?")
+    await store.add_user_message(theirs, "and a phonon?", asker="slack:U1")
+    await store.add_user_message(mine, "and at sunset?", asker="slack:U2")  # U1's still
+    await started("slack:U2", "not mine")
+    cli_thread = await physics_thread(store)
+    await store.add_user_message(cli_thread.id, "no asker")
+    listed = await store.threads_asked_by("slack:U1")
+    assert [(c.thread.id, c.first_question) for c in listed] == [
+        (mine, "why is the sky blue?"),
+        (theirs, "what is a photon?"),
+    ]
+    assert [c.thread.id for c in await store.threads_asked_by("slack:U1", limit=1)] == [mine]
+    assert await store.threads_asked_by("slack:U9") == []
+    snapshot = await store.export_all()
+    assert {m.asker for m in snapshot.messages if m.thread_id == theirs} == {
+        "slack:U2",
+        "slack:U1",
+    }
+
+
+async def test_bound_places_are_listed(store: Store) -> None:
+    assert await store.bindings() == {}
+    first = await store.add_assistant(ChatCompletionPhysicsTutor())
+    await store.bind("slack:C2", first.id)
+    await store.bind("slack:C1", first.id)
+    assert await store.bindings() == {"slack:C1": first.id, "slack:C2": first.id}
+
+
 async def test_access_rules(store: Store) -> None:
     assert await store.rules() == {}
     assert await store.rule_of("slack:user:U1") is None

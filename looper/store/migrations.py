@@ -154,6 +154,17 @@ def m008_feedback(t: ColumnTypes) -> list[str]:
     ]
 
 
+def m009_message_askers(t: ColumnTypes) -> list[str]:
+    """Who asked each question (a front end's key), so that a person's own conversations
+    can be listed. Earlier questions learn it where the thread knows it: its newest one."""
+    return [
+        "ALTER TABLE messages ADD COLUMN asker TEXT",
+        "UPDATE messages SET asker = (SELECT t.asker FROM threads t "
+        "WHERE t.id = messages.thread_id AND t.last_user_id = messages.id)",
+        "CREATE INDEX messages_asker ON messages (asker, thread_id) WHERE asker IS NOT NULL",
+    ]
+
+
 MIGRATIONS: list[Callable[[ColumnTypes], list[str]]] = [
     m001_initial,
     m002_bindings_and_activity,
@@ -163,6 +174,7 @@ MIGRATIONS: list[Callable[[ColumnTypes], list[str]]] = [
     m006_assistant_identity,
     m007_usage_and_limits,
     m008_feedback,
+    m009_message_askers,
 ]
 
 

@@ -20,6 +20,7 @@ from looper.models import (
     BaseAssistant,
     ChatCompletionThread,
     Claim,
+    Conversation,
     Feedback,
     Message,
     NewMessage,
@@ -46,10 +47,10 @@ FEEDBACK_COLUMNS = (
     "thread_id, answers, person, assistant_id, vote, comment, message_ref, link, "
     "created_at, updated_at"
 )
-MESSAGE_COLUMNS = "thread_id, id, role, content, metadata, external_id, created_at"
+MESSAGE_COLUMNS = "thread_id, id, role, content, metadata, external_id, created_at, asker"
 ADD_ASSISTANT = f"INSERT INTO assistants ({ASSISTANT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)"
 ADD_THREAD = f"INSERT INTO threads ({THREAD_COLUMNS}) VALUES ({', '.join('?' * 18)})"
-ADD_MESSAGE = f"INSERT INTO messages ({MESSAGE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)"
+ADD_MESSAGE = f"INSERT INTO messages ({MESSAGE_COLUMNS}) VALUES ({', '.join('?' * 8)})"
 SEEN_MESSAGE = f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE thread_id = ? AND external_id = ?"
 # Spelled exactly as in the partial index `threads_pending`, or the index is not used.
 PENDING = "(last_user_id > settled OR awaiting_place = 1)"
@@ -129,12 +130,12 @@ def _first_values(thread: ChatCompletionThread, first: NewMessage) -> tuple[Any,
         created_at=thread.last_activity or thread.created_at,
         metadata=first.metadata,
     )
-    return _message_values(message, first.external_id)
+    return _message_values(message, first.external_id, first.asker)
 
 
-def _message_values(m: Message, external_id: str | None) -> tuple[Any, ...]:
+def _message_values(m: Message, external_id: str | None, asker: str | None) -> tuple[Any, ...]:
     metadata = json.dumps(m.metadata)
-    return (m.thread_id, m.id, m.role, m.content, metadata, external_id, m.created_at)
+    return (m.thread_id, m.id, m.role, m.content, metadata, external_id, m.created_at, asker)
 
 
 class Store(Ledger):
@@ -235,6 +236,11 @@ class Store(Ledger):
             by_place.update({r["place"]: _assistant(r) for r in rows})
         oldest = await self._assistants("ORDER BY created_at, id LIMIT 1")
         return [by_place.get(place, oldest[0] if oldest else None) for place in places]
+
+    async def bindings(self) -> dict[str, str]:
+        """Every bound place and its assistant's id."""
+        rows = await self._fetch("SELECT place, assistant_id FROM bindings ORDER BY place")
+        return {r["place"]: r["assistant_id"] for r in rows}
 
     # access: a front end's subjects (opaque strings), each allowed or denied
     async def set_rule(self, subject: str, rule: AccessRule) -> None:
@@ -345,6 +351,24 @@ class Store(Ledger):
         """Threads with activity at or after `moment`, most recent first."""
         return await self._threads("WHERE last_activity >= ? ORDER BY last_activity DESC", moment)
 
+    async def threads_asked_by(self, asker: str, limit: int = 5) -> list[Conversation]:
+        """The threads in which `asker` asked a question, most recently active first, each
+        with its first question."""
+        rows = await self._fetch(
+            f"SELECT {THREAD_COLUMNS}, (SELECT m.content FROM messages m WHERE m.thread_id = "
+            "threads.id AND m.role = 'user' ORDER BY m.id LIMIT 1) AS first_question "
+            "FROM threads WHERE id IN (SELECT thread_id FROM messages WHERE asker = ?) "
+            "ORDER BY last_activity DESC, id DESC LIMIT ?",
+            asker,
+            limit,
+        )
+        return [
+            Conversation(
+                thread=_parsed(ChatCompletionThread, r), first_question=r["first_question"] or ""
+            )
+            for r in rows
+        ]
+
     async def thread_models(self) -> dict[str, int]:
         """How many threads each model answers."""
         rows = await self._fetch(
@@ -399,7 +423,7 @@ class Store(Ledger):
             created_at=now,
             metadata=new.metadata,
         )
-        await db.execute(ADD_MESSAGE, *_message_values(message, new.external_id))
+        await db.execute(ADD_MESSAGE, *_message_values(message, new.external_id, new.asker))
         return message
 
     async def add_user_message(
@@ -751,7 +775,7 @@ class Store(Ledger):
             )
             await db.executemany(ADD_THREAD, map(_thread_values, snapshot.threads))
             await db.executemany(
-                ADD_MESSAGE, [_message_values(m, m.external_id) for m in snapshot.messages]
+                ADD_MESSAGE, [_message_values(m, m.external_id, m.asker) for m in snapshot.messages]
             )
             await db.executemany(
                 "INSERT INTO access (subject, rule) VALUES (?, ?)", snapshot.access.items()
