@@ -1,25 +1,25 @@
 """Fairness benchmark: one person floods the looper while ten others ask one question each.
 
-    .venv/bin/python -m bench.fairness_bench [--latency 2.0] [--flood 100] [--concurrency 10]
+    .venv/bin/python -m bench.fairness_bench [--first-token 2.0] [--answers 100] [--concurrency 10]
 
-The looper (concurrency C) answers against a fake OpenAI in its own process with a fixed
-latency L. Measured: the ten others' answer latency (stored → delivered), p50, in three
-runs: without the flood (the floor), with the flood and askers taking turns with at most 2
-answers in flight each (TUTOR_MAX_PER_USER = 2), and with the flood, turns, but no cap (0).
-Prints numbers; asserts nothing.
+The looper (concurrency C) answers against the fake model in its own process (~2,000-character
+answers streamed as ~400 events, the first after L seconds); ANSWERS is the flood's size.
+Measured: the ten others' answer latency (stored → delivered), p50, in three runs: without the
+flood (the floor), with the flood and askers taking turns with at most 2 answers in flight
+each (TUTOR_MAX_PER_USER = 2), and with the flood, turns, but no cap (0). Prints a table;
+asserts nothing.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import statistics
 import tempfile
 import time
 from pathlib import Path
 
-from bench.looper_bench import start_fake
+from bench.floor import FakeModel, table
 from fakes.openai_server import API_KEY
 from looper.completion import Completer, make_clients
 from looper.core import Tutor
@@ -98,31 +98,34 @@ async def others_latency(
 
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--latency", type=float, default=2.0)
-    parser.add_argument("--flood", type=int, default=100)
+    parser.add_argument("--first-token", "--latency", type=float, default=2.0)
+    parser.add_argument("--answers", "--flood", type=int, default=100)
     parser.add_argument("--concurrency", type=int, default=10)
     args = parser.parse_args()
-    fake, base_url = start_fake(args.latency)
-    try:
-        with tempfile.TemporaryDirectory() as folder:
-            runs = {
-                "floor (no flood)": (0, 2),
-                "flood, turns (2 per asker)": (args.flood, 2),
-                "flood, turns without a cap": (args.flood, 0),
-            }
-            results: dict[str, float] = {}
-            for name, (flood, per_asker) in runs.items():
-                p50 = await others_latency(
-                    base_url, Path(folder), flood, args.concurrency, per_asker
-                )
-                results[name] = round(p50, 2)
-                print(f"{name}: the ten others' p50 {p50:.2f} s", flush=True)
-    finally:
-        fake.terminate()
-        fake.wait()
+    runs = {
+        "floor (no flood)": (0, 2),
+        "flood, turns (2 per asker)": (args.answers, 2),
+        "flood, turns without a cap": (args.answers, 0),
+    }
+    results: dict[str, float] = {}
+    with FakeModel(args.first_token) as model, tempfile.TemporaryDirectory() as folder:
+        for name, (flood, per_asker) in runs.items():
+            p50 = await others_latency(
+                model.base_url, Path(folder), flood, args.concurrency, per_asker
+            )
+            results[name] = p50
+            print(f"{name}: the ten others' p50 {p50:.2f} s", flush=True)
     floor = results["floor (no flood)"]
-    ratios = {f"{name} / floor": round(p50 / floor, 2) for name, p50 in results.items()}
-    print(json.dumps({**results, **ratios}))
+    print(f"L = {args.first_token} s to the first token; concurrency {args.concurrency}")
+    rows = [
+        {
+            "run": name,
+            "the ten others' p50 s": round(p50, 2),
+            "over the floor": round(p50 / floor, 2),
+        }
+        for name, p50 in results.items()
+    ]
+    print(table(rows))
 
 
 if __name__ == "__main__":

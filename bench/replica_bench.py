@@ -1,11 +1,12 @@
-"""Replica benchmark: the bridge workload on 1 replica (SQLite), 1 replica (PostgreSQL) and
+"""Replica benchmark: the bridge workload (ANSWERS `/tutor ask` at once, the fake model in its
+own process, each run against its floor) on 1 replica (SQLite), 1 replica (PostgreSQL) and
 3 replicas (PostgreSQL); and how soon a question stored by one process starts being answered
 by another (PostgreSQL NOTIFY against SQLite polling).
 
-    .venv/bin/python -m bench.replica_bench [--postgres URL] [--latency 1.0] [--count 200]
+    .venv/bin/python -m bench.replica_bench [--postgres URL] [--first-token 1.0] [--answers 200]
 
 Needs a PostgreSQL server (default: the Unix socket); each run uses fresh databases and
-drops them. Prints numbers; asserts nothing.
+drops them. Prints a table; asserts nothing.
 """
 
 from __future__ import annotations
@@ -22,11 +23,11 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
-from typing import Any
 
 import asyncpg
 
-from bench.slack_bench import Run, ask, fan_out, percentile, start_fake_openai
+from bench.floor import FakeModel, table
+from bench.slack_bench import ask, fan_out, measure, percentile, row
 from fakes.openai_server import API_KEY, FakeOpenAI
 from looper.core import Tutor
 from looper.store import open_store
@@ -106,36 +107,34 @@ async def wake_latency(url: str, folder: Path, questions: int = 50) -> dict[str,
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--postgres", default="postgresql:///postgres?host=/var/run/postgresql")
-    parser.add_argument("--latency", type=float, default=1.0)
-    parser.add_argument("--count", type=int, default=200)
+    parser.add_argument("--first-token", "--latency", type=float, default=1.0)
+    parser.add_argument("--answers", type=int, default=200)
+    parser.add_argument("--questions", type=int, default=50, help="for the wake-up latency")
     args = parser.parse_args()
     databases = Databases(args.postgres)
-    openai, url = start_fake_openai(args.latency, 2000)
-    results: dict[str, Any] = {"latency_s": args.latency}
+    rows, wakes = [], []
     try:
-        with tempfile.TemporaryDirectory() as folder:
+        with FakeModel(args.first_token) as model, tempfile.TemporaryDirectory() as folder:
             for name, database, replicas in (
                 ("1 replica, SQLite", None, 1),
                 ("1 replica, PostgreSQL", databases.new(), 1),
                 ("3 replicas, PostgreSQL", databases.new(), 3),
             ):
-                run = Run(url, Path(folder), name.replace(" ", "_"), database, replicas)
-                try:
-                    outcome = fan_out(run, args.count, args.latency, ask)
-                finally:
-                    run.stop()
-                results[name] = {k: v for k, v in outcome.items() if k != "calls"}
-                print(name, json.dumps(results[name]), flush=True)
+                scenario = lambda run: fan_out(run, args.answers, ask)  # noqa: E731
+                result = measure(model, Path(folder), name, scenario, None, database, replicas)
+                rows.append(row(name, result))
             for name, database in (
-                ("wake, PostgreSQL NOTIFY", databases.new()),
-                ("wake, SQLite polling every 1 s", f"sqlite:///{Path(folder) / 'wake.db'}"),
+                ("PostgreSQL NOTIFY", databases.new()),
+                ("SQLite polling every 1 s", f"sqlite:///{Path(folder) / 'wake.db'}"),
             ):
-                results[name] = asyncio.run(wake_latency(database, Path(folder)))
-                print(name, json.dumps(results[name]), flush=True)
+                wake = asyncio.run(wake_latency(database, Path(folder), args.questions))
+                wakes.append({"stored by one process, started by another": name, **wake})
+                print(name, json.dumps(wake), flush=True)
     finally:
-        openai.terminate()
-        openai.wait()
         databases.drop_all()
+    print(f"L = {args.first_token} s to the first token")
+    print(table(rows))
+    print(table(wakes))
 
 
 if __name__ == "__main__":

@@ -1,11 +1,13 @@
 """Slack bridge benchmark: the real `tutor run` process against the fake Slack (tiers enforced)
-and a fake OpenAI with a fixed latency L.
+and the fake model in its own process (answers of ~2,000 characters streamed as ~400 events,
+the first after L seconds).
 
-    .venv/bin/python -m bench.slack_bench [--latency 1.0] [--count 200] [--class-size 30]
+    .venv/bin/python -m bench.slack_bench [--first-token 1.0] [--answers 200] [--class-size 30]
 
-Scenarios: COUNT `/tutor ask` at once, one per channel; COUNT top-level mentions, one per
-channel; a classroom of CLASS_SIZE `/tutor ask` within 5 s in one channel. Prints numbers;
-asserts nothing.
+Scenarios: ANSWERS `/tutor ask` at once, one per channel; ANSWERS top-level mentions, one per
+channel; a classroom of CLASS_SIZE `/tutor ask` within 5 s in one channel (0: skipped). After
+each, the floor: a raw reader of the same number of streams from the same fake model, doing
+nothing else (`bench.floor`). Prints a table (and each row as JSON); asserts nothing.
 """
 
 from __future__ import annotations
@@ -22,31 +24,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from bench.floor import FakeModel, Floor, cpu_us_per_event, measure_floor, process_cpu, table
 from fakes.openai_server import API_KEY
 from fakes.slack_server import APP_TOKEN, BOT_TOKEN, BOT_USER, FakeSlack
 
 STUDENT = "U0STUDENT1"
 VISIBLE = {"chat.startStream", "assistant.threads.setStatus", "chat.postMessage"}
-
-
-def start_fake_openai(latency: float, answer_chars: int) -> tuple[subprocess.Popen[str], str]:
-    fake = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "fakes.openai_server",
-            "--latency",
-            str(latency),
-            "--answer-chars",
-            str(answer_chars),
-            "--chunks",
-            "20",
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert fake.stdout is not None
-    return fake, fake.stdout.readline().strip()
 
 
 class Run:
@@ -93,6 +76,11 @@ class Run:
             self.slack.wait_ack(self.slack.slash(STUDENT, channel, "ask warm up"))
         self.wait_answered(channels, timeout=30)
         self.calls_before = len(self.slack.calls)
+        self.cpu_before = self.cpu()
+
+    def cpu(self) -> float:
+        """CPU seconds the tutor process(es) have used so far, every thread included."""
+        return sum(process_cpu(process.pid) for process in self.processes)
 
     def answers(self, channel: str) -> list[dict[str, Any]]:
         return [
@@ -122,10 +110,13 @@ def percentile(values: list[float], share: float) -> float:
     return ordered[min(len(ordered) - 1, round(share * (len(ordered) - 1)))]
 
 
-def report(
-    run: Run, started: dict[str, float], envelopes: list[str], latency: float
-) -> dict[str, Any]:
+def milliseconds(seconds: float) -> float:
+    return round(seconds * 1000, 1)
+
+
+def report(run: Run, started: dict[str, float], envelopes: list[str]) -> dict[str, Any]:
     """Numbers for one scenario; `started` maps each channel to when its question went out."""
+    cpu_seconds = run.cpu() - run.cpu_before
     calls = run.slack.calls[run.calls_before :]
     first_sign: dict[str, float] = {}
     root_post: dict[str, float] = {}
@@ -143,26 +134,42 @@ def report(
     by_method: dict[str, int] = {}
     for call in calls:
         by_method[call.method] = by_method.get(call.method, 0) + 1
+    answers = sum(len(run.answers(c)) for c in started)
     return {
-        "answers": sum(len(run.answers(c)) for c in started),
-        "ack_p50_ms": round(statistics.median(acks) * 1000, 1),
-        "ack_p99_ms": round(percentile(acks, 0.99) * 1000, 1),
-        "first_sign_p50_ms": round(statistics.median(first_sign.values()) * 1000, 1),
-        "first_sign_p99_ms": round(percentile(list(first_sign.values()), 0.99) * 1000, 1),
-        "root_post_p50_ms": round(statistics.median(root_post.values()) * 1000, 1)
+        "answers": answers,
+        "ack_p50_ms": milliseconds(statistics.median(acks)),
+        "ack_p99_ms": milliseconds(percentile(acks, 0.99)),
+        "first_sign_p50_ms": milliseconds(statistics.median(first_sign.values())),
+        "first_sign_p99_ms": milliseconds(percentile(list(first_sign.values()), 0.99)),
+        "root_post_p50_ms": milliseconds(statistics.median(root_post.values()))
         if root_post
         else None,
         "total_s": round(finished - min(started.values()), 2),
-        "total_over_L": round((finished - min(started.values())) / latency, 2),
-        "calls_per_answer": round(len(calls) / len(started), 2),
+        "calls_per_answer": round(len(calls) / max(1, answers), 2),
         "rate_limited_429": sum(c.status == 429 for c in calls),
+        "tutor_cpu_s": round(cpu_seconds, 2),
         "calls": by_method,
     }
 
 
-def fan_out(
-    run: Run, count: int, latency: float, send: Callable[[FakeSlack, str], str]
-) -> dict[str, Any]:
+def against(result: dict[str, Any], floor: Floor, floor_s: float | None = None) -> dict[str, Any]:
+    """The result with its floor (measured in the same run) and the ratios to it.
+
+    CPU per event: the tutor process's CPU over the events its answers streamed (as many a
+    stream as the floor's reader counted)."""
+    floor_s = floor.seconds if floor_s is None else floor_s
+    events = result["answers"] * floor.events_per_answer
+    return {
+        **result,
+        "floor_s": round(floor_s, 2),
+        "total_over_floor": round(result["total_s"] / floor_s, 2),
+        "events": round(events),
+        "cpu_us_per_event": round(cpu_us_per_event(result["tutor_cpu_s"], events), 1),
+        "floor_cpu_us_per_event": round(floor.cpu_us_per_event, 1),
+    }
+
+
+def fan_out(run: Run, count: int, send: Callable[[FakeSlack, str], str]) -> dict[str, Any]:
     channels = [f"C0BENCH{i:03d}" for i in range(count)]
     for channel in channels:
         run.slack.add_channel(channel)
@@ -173,7 +180,7 @@ def fan_out(
         started[channel] = time.monotonic()
         envelopes.append(send(run.slack, channel))
     run.wait_answered(channels)
-    return report(run, started, envelopes, latency)
+    return report(run, started, envelopes)
 
 
 def student_in(channel: str) -> str:
@@ -192,7 +199,7 @@ def mention(slack: FakeSlack, channel: str) -> str:
     return list(slack.envelopes)[-1]  # the app_mention envelope
 
 
-def classroom(run: Run, size: int, latency: float) -> dict[str, Any]:
+def classroom(run: Run, size: int) -> dict[str, Any]:
     channel = "C0CLASSRM1"
     run.slack.add_channel(channel)
     started = {channel: time.monotonic()}
@@ -202,12 +209,7 @@ def classroom(run: Run, size: int, latency: float) -> dict[str, Any]:
         envelopes.append(run.slack.slash(f"U0KID{index:04d}", channel, f"ask question {index}"))
         time.sleep(5 / size)  # a class asks over five seconds, not in one instant
     run.wait_answered([channel], per_channel=size)
-    result = report(run, started, envelopes, latency)
-    result["calls_per_answer"] = round(sum(result["calls"].values()) / size, 2)
-    # The floor Slack allows: every root and every answer not streamed is a post in this one
-    # channel (1 a second after a burst of 3); at most 20 answers can be streamed (Tier 2).
-    result["floor_s"] = round(classroom_floor(size, latency), 1)
-    return result
+    return report(run, started, envelopes)
 
 
 def classroom_floor(size: int, latency: float) -> float:
@@ -216,39 +218,85 @@ def classroom_floor(size: int, latency: float) -> float:
     Every root message and every answer not streamed is a post in this channel (1 a second
     after a burst of 3); streams need Tier 2 starts and stops (20 at once, 20 more a minute).
     """
-    total = 5 + latency
+    asking = 5 * (size - 1) / size  # the last question goes out this long after the first
+    total = asking + latency
     for _ in range(50):  # fixed point: more time allows more streams, fewer posts
         streams = min(size, 20 + 20 * total / 60)
-        total = max(5 + latency, size + (size - streams) - 3 + latency)
+        total = max(asking + latency, size + (size - streams) - 3 + latency)
     return total
+
+
+ROW = {
+    "scenario": "scenario",
+    "answers": "answers",
+    "total_s": "total s",
+    "floor_s": "floor s",
+    "total_over_floor": "total/floor",
+    "ack_p50_ms": "ack p50 ms",
+    "ack_p99_ms": "ack p99 ms",
+    "first_sign_p50_ms": "first sign p50 ms",
+    "calls_per_answer": "calls/answer",
+    "rate_limited_429": "429s",
+    "cpu_us_per_event": "CPU µs/event",
+    "floor_cpu_us_per_event": "floor CPU µs/event",
+}
+
+
+def row(name: str, result: dict[str, Any]) -> dict[str, Any]:
+    """One line of the printed table."""
+    values = {"scenario": name, **result}
+    return {title: values[key] for key, title in ROW.items()}
+
+
+def measure(
+    model: FakeModel,
+    folder: Path,
+    name: str,
+    scenario: Callable[[Run], dict[str, Any]],
+    floor_s: Callable[[Floor], float] | None = None,
+    database_url: str | None = None,
+    replicas: int = 1,
+) -> dict[str, Any]:
+    """tutor's run of one scenario, then the floor for as many streams from the same model."""
+    run = Run(model.base_url, folder, name.replace(" ", "_"), database_url, replicas)
+    try:
+        result = scenario(run)
+    finally:
+        run.stop()
+    floor = measure_floor(model.base_url, result["answers"])
+    measured = against(result, floor, floor_s(floor) if floor_s else None)
+    print(name, json.dumps(measured), flush=True)
+    return measured
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--latency", type=float, default=1.0)
-    parser.add_argument("--count", type=int, default=200)
+    parser.add_argument("--first-token", "--latency", type=float, default=1.0)
+    parser.add_argument("--answers", type=int, default=200)
     parser.add_argument("--class-size", type=int, default=30)
-    parser.add_argument("--answer-chars", type=int, default=2000)
     args = parser.parse_args()
-    openai, url = start_fake_openai(args.latency, args.answer_chars)
-    results: dict[str, Any] = {"latency_s": args.latency}
-    try:
-        with tempfile.TemporaryDirectory() as folder:
-            scenarios: list[tuple[str, Callable[[Run], dict[str, Any]]]] = [
-                ("asks", lambda run: fan_out(run, args.count, args.latency, ask)),
-                ("mentions", lambda run: fan_out(run, args.count, args.latency, mention)),
-                ("classroom", lambda run: classroom(run, args.class_size, args.latency)),
-            ]
-            for name, scenario in scenarios:
-                run = Run(url, Path(folder), name)
-                try:
-                    results[name] = scenario(run)
-                finally:
-                    run.stop()
-                print(name, json.dumps(results[name]), flush=True)
-    finally:
-        openai.terminate()
-        openai.wait()
+    latency, size = args.first_token, args.class_size
+    scenarios: dict[str, Callable[[Run], dict[str, Any]]] = {
+        "asks": lambda run: fan_out(run, args.answers, ask),
+        "mentions": lambda run: fan_out(run, args.answers, mention),
+    }
+    rows = []
+    with FakeModel(latency) as model, tempfile.TemporaryDirectory() as folder:
+        for name, scenario in scenarios.items():
+            rows.append(row(name, measure(model, Path(folder), name, scenario)))
+        if size:
+            # Its floor is Slack's limits (one channel), far above the model's.
+            slack_floor = classroom_floor(size, latency)
+            result = measure(
+                model,
+                Path(folder),
+                "classroom",
+                lambda run: classroom(run, size),
+                lambda floor: max(floor.seconds, slack_floor),
+            )
+            rows.append(row("classroom", result))
+    print(f"L = {latency} s to the first token")
+    print(table(rows))
 
 
 if __name__ == "__main__":

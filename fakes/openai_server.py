@@ -10,7 +10,8 @@ its answers cut at the window, its `GET /props`) or vLLM (its refusal wording, n
 `hold(before_chunk)` stops every stream at that chunk until `release()`, so a test can act
 while answers are in flight without guessing how long they take. Run it in a thread
 (`FakeOpenAI().start()`) or as a process: `python -m fakes.openai_server --latency 1` prints
-its base URL.
+its base URL (`--first-token 1 --events 400 --chars 2000`: the benchmarks' model, ~2,000
+characters streamed one token an event, as OpenAI streams).
 """
 
 from __future__ import annotations
@@ -475,9 +476,9 @@ def llama_props(local: LocalModel) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--port", type=int, default=0)
-    parser.add_argument("--latency", type=float, default=0.0)
-    parser.add_argument("--chunks", type=int, default=4)
-    parser.add_argument("--answer-chars", type=int, default=0)
+    parser.add_argument("--latency", "--first-token", type=float, default=0.0)
+    parser.add_argument("--chunks", "--events", type=int, default=4)
+    parser.add_argument("--answer-chars", "--chars", type=int, default=0)
     args = parser.parse_args()
     fake = FakeOpenAI(latency=args.latency, chunks=args.chunks, answer_chars=args.answer_chars)
     fake.start(args.port)
