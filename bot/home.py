@@ -7,22 +7,27 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+from datetime import timedelta
 from typing import Any
 
 from slack_sdk.errors import SlackApiError
 
 from bot.admins import Admins
+from bot.feedback import feedback_report
 from bot.formatting import mrkdwn_safe, shortened
 from bot.links import thread_link
 from bot.places import SlackThread, asker_key, channel_of_place, is_dm
 from bot.throttle import PerKeyThrottle
+from bot.usage import TOP, shown_key, summary, total
 from bot.web import SlackApi, slack_error
 from looper.core import Tutor
-from looper.models import BaseAssistant, Conversation
+from looper.models import AssistantFeedback, BaseAssistant, Conversation, UsageLine, utcnow
 from looper.store import StoreError
 
 log = logging.getLogger(__name__)
 RECENT = 5  # the person's conversations shown
+ADMIN_DAYS = 7  # the span of the admins' usage and feedback
+LATEST_DOWN = 3  # 👎 shown per assistant
 MOST_ASSISTANTS = 20  # a Home tab holds at most 100 blocks
 PURPOSE_CHARS = 200
 QUESTION_CHARS = 80
@@ -126,6 +131,19 @@ def bindings_blocks(bound: dict[str, BaseAssistant], default: str | None) -> lis
     return [header("Channels and their assistants (admins)"), section(text)]
 
 
+def usage_blocks(by_user: list[UsageLine], by_model: list[UsageLine]) -> list[dict[str, Any]]:
+    people = [f"• {shown_key('user', x.key)}: {summary(x)}" for x in by_user[:TOP]]
+    text = "\n".join([f"All: {summary(total(by_model))}", *people])
+    return [header(f"Usage, last {ADMIN_DAYS} days (admins)"), section(text)]
+
+
+def feedback_blocks(report: list[AssistantFeedback]) -> list[dict[str, Any]]:
+    text = feedback_report(report, f"{ADMIN_DAYS} days").removeprefix(
+        f"*Feedback, last {ADMIN_DAYS} days*\n"
+    )
+    return [header(f"Feedback, last {ADMIN_DAYS} days (admins)"), section(text)]
+
+
 class HomeTab:
     """Publishes a person's Home tab when they open it."""
 
@@ -164,6 +182,21 @@ class HomeTab:
             *conversation_blocks(lines),
         ]
         if await self.admins.allows(user):
-            default = assistants[0].name if assistants else None  # the oldest answers unbound
-            blocks += bindings_blocks(await self.tutor.bindings(), default)
+            blocks += await self.admin_blocks(assistants)
         return blocks
+
+    async def admin_blocks(self, assistants: list[BaseAssistant]) -> list[dict[str, Any]]:
+        """Where each assistant answers, what answers cost lately, and recent 👎."""
+        since = utcnow() - timedelta(days=ADMIN_DAYS)
+        bound, by_user, by_model, report = await asyncio.gather(
+            self.tutor.bindings(),
+            self.tutor.usage(since, "user"),
+            self.tutor.usage(since, "model"),
+            self.tutor.feedback(since, latest=LATEST_DOWN),
+        )
+        default = assistants[0].name if assistants else None  # the oldest answers unbound
+        return [
+            *bindings_blocks(bound, default),
+            *usage_blocks(by_user, by_model),
+            *feedback_blocks(report),
+        ]

@@ -81,10 +81,15 @@ def test_home_shows_the_persons_own_conversations_and_admins_the_channels(
     assert f"/archives/{dm}/p{question.replace('.', '')}" in home
     assert "Whose question" not in home  # someone else's conversation
     assert "Channels and their assistants" not in home
+    assert "Usage, last 7 days" not in home and "Feedback, last 7 days" not in home
 
     admin_home = home_of(fake_slack, ADMIN)
     assert "Whose question is this?" in admin_home and "universe" not in admin_home
     assert "Channels and their assistants" in admin_home
+    assert "Usage, last 7 days (admins)" in admin_home
+    assert f"• <@{STUDENT}>: 2 answers, " in admin_home
+    assert "Feedback, last 7 days (admins)" in admin_home
+    assert "No feedback in the last 7 days." in admin_home
     assert (
         f"<#{POETRY}> → *Poet*" in admin_home and "Everywhere else: *Physics Tutor*" in admin_home
     )
