@@ -138,3 +138,17 @@ async def test_the_connection_is_reused_after_done(fake_openai: FakeOpenAI) -> N
     assert len(fake_openai.requests) == 3
     assert len({r.peer for r in fake_openai.requests}) == 1
     await ask.close()
+
+
+async def test_a_stream_stalled_half_way_times_out_and_is_retried(
+    fake_openai: FakeOpenAI,
+) -> None:
+    fake_openai.hold(before_chunk=2)
+    ask = completer(fake_openai, timeout=0.3, attempts=2)
+    try:
+        with pytest.raises(CompletionFailed, match=r"after 2 tries \(last error: timed out\)"):
+            await ask.complete("gpt-5-mini", CHAT, Recorder())
+    finally:
+        fake_openai.release()
+        await ask.close()
+    assert len(fake_openai.requests) == 2 and fake_openai.requests[0].chunks_sent == 2
