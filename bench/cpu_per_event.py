@@ -1,14 +1,15 @@
 """CPU per streamed event, whole process: the looper answering N threads at once.
 
     .venv/bin/python -m bench.cpu_per_event [--threads 200] [--events 400] [--chars 2000]
+        [--gap 0.005] [--latency 0.5] [--no-floor] [--profile FILE]
 
 The fake OpenAI runs in its own process and streams each ~2,000-character answer as ~400
 server-sent events, one per token, `--gap` seconds apart (as a model writes them). This
 process runs the looper with the console sink on a fresh SQLite file and reports
 `time.process_time()` spent answering divided by the events received, the same for a raw
 reader of the same streams (aiohttp and `json.loads` per event, nothing else: the floor),
-and how late the event loop woke a 10 ms timer while the looper worked (its lag).
-Prints numbers; asserts nothing.
+and how late the event loop woke a 10 ms timer meanwhile (its lag: how long a Socket Mode
+acknowledgement sharing the loop would wait). Prints numbers; asserts nothing.
 """
 
 from __future__ import annotations
