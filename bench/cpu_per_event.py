@@ -1,7 +1,7 @@
 """CPU per streamed event, whole process: the looper answering N threads at once.
 
     .venv/bin/python -m bench.cpu_per_event [--threads 200] [--events 400] [--chars 2000]
-        [--gap 0.005] [--latency 0.5] [--no-floor] [--profile FILE]
+        [--gap 0.005] [--latency 0.5] [--no-floor] [--asyncio-loop] [--profile FILE]
 
 The fake OpenAI runs in its own process and streams each ~2,000-character answer as ~400
 server-sent events, one per token, `--gap` seconds apart (as a model writes them). This
@@ -32,6 +32,7 @@ from typing import Any
 import aiohttp
 
 from fakes.openai_server import API_KEY, FakeOpenAI
+from looper.cli import run_on_fastest_loop
 from looper.completion import Completer, make_clients
 from looper.core import Tutor
 from looper.loop import Looper
@@ -183,13 +184,18 @@ def arguments() -> argparse.Namespace:
     parser.add_argument("--latency", type=float, default=0.5, help="seconds to the first")
     parser.add_argument("--profile", help="write the looper's cProfile stats to this file")
     parser.add_argument("--no-floor", action="store_true", help="skip the raw reader")
+    parser.add_argument("--asyncio-loop", action="store_true", help="not uvloop, to compare")
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     return parser.parse_args()
 
 
 async def main(args: argparse.Namespace) -> None:
     fake, base_url = start_fake(args)
-    results: dict[str, Any] = {"threads": args.threads, "events_per_answer": args.events}
+    results: dict[str, Any] = {
+        "threads": args.threads,
+        "events_per_answer": args.events,
+        "loop": type(asyncio.get_running_loop()).__module__,
+    }
     try:
         if not args.no_floor:
             results["raw_reader"] = await raw_run(args, base_url)
@@ -213,5 +219,7 @@ if __name__ == "__main__":
             arguments_given.gap,
             arguments_given.latency,
         )
-    else:
+    elif arguments_given.asyncio_loop:
         asyncio.run(main(arguments_given))
+    else:
+        run_on_fastest_loop(main(arguments_given))  # as the `tutor` commands run
