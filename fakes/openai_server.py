@@ -4,7 +4,8 @@
 `faults` (consumed one per request) or standing switches make it misbehave the way the real
 service does: 429 with Retry-After, 500, a slow first token, a connection dropped
 mid-stream, an answer cut off by the token limit (`finish_reason: length`), context-length
-errors (OpenAI's and llama.cpp's wording), retired models and a bad key.
+errors (OpenAI's and llama.cpp's wording), retired models and a bad key; `raw_stream` sends
+server-sent events byte for byte as a test wrote them (line ends, comments, cuts, errors).
 `local_model` plays a local server with a small context window: llama.cpp (its refusal body,
 its answers cut at the window, its `GET /props`) or vLLM (its refusal wording, no `/props`).
 `hold(before_chunk)` stops every stream at that chunk until `release()`, so a test can act
@@ -44,6 +45,7 @@ class Fault:
     drop_after_chunks: int | None = None  # close the connection after this many chunks
     cut_off_after_chunks: int | None = None  # end after this many, finish_reason "length"
     llama_style: bool = False  # word a context error like llama.cpp does
+    raw_stream: list[bytes] | None = None  # stream these bytes instead, one write each
 
 
 @dataclass(frozen=True)
@@ -97,6 +99,7 @@ class LocalModel:
 class Recorded:
     body: dict[str, Any]
     headers: dict[str, str]
+    peer: str = ""  # the client's host:port: the same for requests on one connection
     at: float = field(default_factory=time.monotonic)  # when it arrived
     status: int = 0
     chunks_sent: int = 0
@@ -219,7 +222,8 @@ class FakeOpenAI:
 
     async def _chat_completions(self, request: web.Request) -> web.StreamResponse:
         body = await request.json()
-        recorded = Recorded(body=body, headers=dict(request.headers))
+        host, port = request.transport.get_extra_info("peername") if request.transport else ("", 0)
+        recorded = Recorded(body=body, headers=dict(request.headers), peer=f"{host}:{port}")
         self._record(recorded)
         response = await self._respond(request, body, self._next_fault(), recorded)
         self._complete(recorded, response.status)
@@ -243,6 +247,8 @@ class FakeOpenAI:
             finish = "length"
         if not body.get("stream"):
             return web.json_response(completion(body, text, finish))
+        if fault.raw_stream is not None:
+            return await self._stream_raw(request, fault.raw_stream, recorded)
         return await self._stream(request, body, text, fault, recorded, finish)
 
     def _problem(
@@ -318,6 +324,20 @@ class FakeOpenAI:
         if self.reports_usage and (body.get("stream_options") or {}).get("include_usage"):
             await response.write(sse(usage_chunk(body, len(pieces), self.cached_tokens)))
         await response.write(b"data: [DONE]\n\n")
+        await response.write_eof()
+        return response
+
+    async def _stream_raw(
+        self, request: web.Request, pieces: list[bytes], recorded: Recorded
+    ) -> web.StreamResponse:
+        """Server-sent events exactly as a test wrote them, cut where it cut them."""
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        for index, piece in enumerate(pieces):
+            if index and self.chunk_delay:
+                await asyncio.sleep(self.chunk_delay)
+            await response.write(piece)
+            self._sent_chunk(recorded)
         await response.write_eof()
         return response
 

@@ -95,13 +95,23 @@ def not_utf8(path: Path, error: UnicodeDecodeError) -> str:
     return f"{path} is not UTF-8 text: {error}"
 
 
+def run_on_fastest_loop(coroutine: Coroutine[Any, Any, R]) -> R:
+    """`asyncio.run` on uvloop's event loop where it is installed (about a fifth less CPU per
+    streamed token: `python -m bench.cpu_per_event`), else on asyncio's own."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(coroutine)
+    return uvloop.run(coroutine)
+
+
 def run_async(fn: Callable[P, Coroutine[Any, Any, R]]) -> Callable[P, R]:
     """Run a coroutine command, turning the errors a user can fix into one line on stderr."""
 
     @functools.wraps(fn)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
-            return asyncio.run(fn(*args, **kwargs))
+            return run_on_fastest_loop(fn(*args, **kwargs))
         except (StoreError, MissingSetting) as exc:
             raise Failure(str(exc)) from exc
 
