@@ -7,6 +7,7 @@ twice (or as both `message` and `app_mention`) is asked once.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import re
@@ -95,11 +96,11 @@ class EventHandlers:
             return False
         if not await self._may_ask(event, thread_ts, tells):
             return True
-        shown = await show_thinking(self.api, event["channel"], thread_ts)
+        self._show_thinking(event["channel"], thread_ts)
         await self.tutor.ask(
             without_mentions(event["text"]),
             thread.id,
-            metadata=asker(event["user"], event["ts"], shown),
+            metadata=asker(event["user"], event["ts"], thinking_shown=True),
             external_id=event["ts"],
             asker=asker_key(event["user"]),
             place=channel_place(event["channel"]),
@@ -131,16 +132,19 @@ class EventHandlers:
         return None
 
     async def _start(self, event: dict[str, Any], context: dict[str, Any], root: str) -> None:
-        if not await self._may_ask(event, root, tells=True):
-            return
         place = SlackThread(
             event["channel"], root, event.get("team") or context.get("team_id") or ""
         )
-        shown = await show_thinking(self.api, place.channel, root)
-        assistant = await self.tutor.assistant_for(channel_place(place.channel))
+        allowed, assistant = await asyncio.gather(
+            self._may_ask(event, root, tells=True),
+            self.tutor.assistant_for(channel_place(place.channel)),
+        )
+        if not allowed:
+            return
+        self._show_thinking(place.channel, root)
         question = NewMessage(
             content=without_mentions(event["text"]),
-            metadata=asker(event["user"], event["ts"], shown),
+            metadata=asker(event["user"], event["ts"], thinking_shown=True),
             external_id=event["ts"],
             asker=asker_key(event["user"]),
             place=channel_place(place.channel),
@@ -154,6 +158,13 @@ class EventHandlers:
             return
         if is_dm(place.channel):
             self.titles.started(place.channel, root, question.content)
+
+    def _show_thinking(self, channel: str, thread_ts: str) -> None:
+        """"is thinking…" under the thread while the question is stored: the event is
+        acknowledged once it is stored, without waiting for Slack. The question says it
+        shows; where Slack refuses it, which it rarely does, the answer's stream or post is
+        the first sign of work instead."""
+        self.later.start(show_thinking(self.api, channel, thread_ts))
 
     async def _may_ask(self, event: dict[str, Any], root: str, tells: bool) -> bool:
         """Whether the asker may ask here; if not and `tells`, one line in the thread that
