@@ -160,7 +160,7 @@ class EventHandlers:
             self.titles.started(place.channel, root, question.content)
 
     def _show_thinking(self, channel: str, thread_ts: str) -> None:
-        """"is thinking…" under the thread while the question is stored: the event is
+        """ "is thinking…" under the thread while the question is stored: the event is
         acknowledged once it is stored, without waiting for Slack. The question says it
         shows; where Slack refuses it, which it rarely does, the answer's stream or post is
         the first sign of work instead."""

@@ -145,7 +145,7 @@ async def assistant_ls(settings: Settings) -> None:
     """List assistants, oldest first."""
     for a in await with_tutor(settings, lambda t: t.list_assistants()):
         summary = " ".join(a.instructions.split())
-        click.echo(f"{a.id}\t{a.name}\t{a.model or '-'}\t{summary[:70]}")
+        click.echo(f"{a.id}\t{a.name}\t{a.icon or '-'}\t{a.model or '-'}\t{summary[:70]}")
 
 
 @assistant.command("add")

@@ -154,7 +154,7 @@ class Tutor:
             if not (instructions or "").strip():
                 raise InvalidInput("an assistant needs instructions (its system prompt)")
             assistant = BaseAssistant(
-                name=(name or "Assistant").strip(), instructions=instructions or "", model=model
+                name=checked_name(name or "Assistant"), instructions=instructions or "", model=model
             )
         if model is not None and not model.strip():
             raise InvalidInput("the model name is empty")

@@ -286,7 +286,7 @@ def test_models_openai_will_shut_down_are_named_at_start_and_threads_can_move(
         "gpt-5.4",
         "gpt-5.4-mini",
     ]
-    assert "\tPhysics Tutor\tgpt-5.4-mini\t" in cli.ok("assistant", "ls")
+    assert "\tPhysics Tutor\t:atom_symbol:\tgpt-5.4-mini\t" in cli.ok("assistant", "ls")
     looper = cli.start("looper")
     try:
         cli.ok("ask", "still here?", "--thread-id", old)
@@ -365,5 +365,5 @@ def test_assistant_edit_changes_what_is_given(cli: Cli) -> None:
     moved = cli.ok("assistant", "edit", "Sky Guide", "--model", "gpt-5.4")
     assert "moved 1 of its threads to gpt-5.4" in moved
     [listed] = cli.ok("assistant", "ls").splitlines()
-    assert "\tSky Guide\tgpt-5.4\t" in listed and "Physics Tutor" in listed  # instructions kept
+    assert "\tSky Guide\t:telescope:\tgpt-5.4\t" in listed and "Physics Tutor" in listed
     assert cli.ok("feedback") == "no feedback since 7d\n"
