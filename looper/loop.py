@@ -212,6 +212,8 @@ class Looper:
         marks = {**delivered, **answer.marks, "answers": str(job.upto)}
         await self.store.commit_answer(thread.id, self.owner, job.upto, answer.text, marks, used)
         metrics.answer_committed(job.messages, job.upto)
+        if used.cost_usd:
+            metrics.COST.labels(used.model).inc(used.cost_usd)
 
     def _usage(self, job: Job, usage: Usage | None, at: datetime) -> UsageRecord:
         """The ledger's record of an answer (of a refusal, without `usage`)."""

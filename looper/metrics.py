@@ -45,6 +45,7 @@ TOKENS = Counter(
     "Tokens used, as the OpenAI stream reports them (prompt and completion)",
     ["model", "kind"],
 )
+COST = Counter("tutor_answer_cost_dollars", "What answers cost, for models with a price", ["model"])
 LATENCY = Histogram(
     "tutor_answer_latency_seconds",
     "Seconds from a question being stored to its answer being committed (the newest question "

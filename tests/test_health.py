@@ -116,6 +116,7 @@ def test_metrics_count_a_question_its_retries_and_its_answer(
     assert found['tutor_slack_rate_limited_total{method="chat.postMessage"}'] == 1
     tokens = 'tutor_openai_tokens_total{kind="%s",model="' + DEFAULT_MODEL + '"}'
     assert found[tokens % "prompt"] > 0 and found[tokens % "completion"] > 0
+    assert found['tutor_answer_cost_dollars_total{model="' + DEFAULT_MODEL + '"}'] > 0
     assert found["tutor_answer_latency_seconds_count"] == 1
     assert found["tutor_answer_latency_seconds_sum"] > 0
     assert (found[PENDING], found[OLDEST]) == (0, 0)
