@@ -7,6 +7,7 @@ import time
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from slack_bolt.adapter.socket_mode.async_internals import run_async_bolt_app, send_async_response
 from slack_bolt.app.async_app import AsyncApp
+from slack_bolt.response import BoltResponse
 from slack_sdk.socket_mode.aiohttp import SocketModeClient
 from slack_sdk.socket_mode.request import SocketModeRequest
 
@@ -27,6 +28,22 @@ class TutorSocketHandler(AsyncSocketModeHandler):
 
     async def handle(self, client: SocketModeClient, req: SocketModeRequest) -> None:  # type: ignore[override]
         start = time.time()
+        if is_chatter(req):
+            await send_async_response(client, req, BoltResponse(status=200, body=""), start)
+            return
         app = self.events_app if req.type == "events_api" else self.app
         response = await run_async_bolt_app(app, req)
         await send_async_response(client, req, response, start)
+
+
+def is_chatter(req: SocketModeRequest) -> bool:
+    """A top-level message in a channel: never a question (one that mentions the bot comes
+    again as `app_mention`; replies in threads and DMs are questions). In a busy channel
+    these are most envelopes, so they are acknowledged without running the app."""
+    if req.type != "events_api":
+        return False
+    event = (req.payload or {}).get("event") or {}
+    if event.get("type") != "message" or event.get("channel_type") not in ("channel", "group"):
+        return False
+    thread_ts = event.get("thread_ts")
+    return not thread_ts or thread_ts == event.get("ts")
