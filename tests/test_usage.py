@@ -184,6 +184,25 @@ async def test_a_spent_daily_budget_keeps_the_question_until_raised_and_retried(
     assert (line.questions, line.refused) == (2, 1)
 
 
+async def test_a_budget_used_exactly_refuses_and_one_token_more_does_not(
+    tutor: Tutor, start_looper: StartLooper, sink: RecordingSink
+) -> None:
+    await question(tutor, "how long is a day")
+    start_looper()
+    [first] = await records(tutor.store)
+    taken = first.prompt_tokens + first.completion_tokens
+    await tutor.set_limit("user", taken)
+    refused = await question(tutor, "exactly at the limit")
+    await records(tutor.store, 2)
+    assert sink.delivered[1][1].startswith(
+        f"ERROR Your daily token budget is used up: {taken:,} tokens of {taken:,} tokens."
+    )
+    await tutor.set_limit("user", taken + 1)
+    assert await tutor.retry(refused.id)
+    await records(tutor.store, 3)
+    assert sink.delivered[2][1].startswith("An answer to: exactly at the limit")
+
+
 async def test_a_daily_budget_starts_again_the_next_utc_day(
     tutor: Tutor, start_looper: StartLooper, sink: RecordingSink, clock: Clock
 ) -> None:
@@ -267,18 +286,18 @@ async def test_a_burst_overshoots_by_no_more_than_the_answers_in_flight_across_r
     try:
         start_looper(concurrency=2)
         start_looper(other, concurrency=2)  # a second replica on the same database
-        for n in range(8):
+        for n in range(20):
             await question(tutor, f"burst {n}")
         await asyncio.to_thread(fake_openai.wait_requests, 4)
         fake_openai.release()
-        await records(tutor.store, 8)
+        await records(tutor.store, 20)
     finally:
         fake_openai.release()
         await asyncio.sleep(0)
     answered = [text for _, text in sink.delivered if not text.startswith("ERROR")]
     assert len(answered) == len(fake_openai.requests) == 4
     [line] = await tutor.usage(NOON - timedelta(days=1), "user")
-    assert (line.questions, line.refused) == (4, 4)
+    assert (line.questions, line.refused) == (4, 16)
     await other.close()
 
 
