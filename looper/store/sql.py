@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal, TypeVar
 
@@ -59,6 +60,18 @@ OWNED = "WHERE id = ? AND lease_owner = ?"
 M = TypeVar("M", bound=BaseModel)
 Role = Literal["user", "assistant"]
 NewThread = tuple[ChatCompletionThread, NewMessage | None]
+
+
+@dataclass(frozen=True)
+class Reservation:
+    """Where a leased thread's answer up to user message `upto` is being delivered."""
+
+    thread_id: str
+    owner: str
+    upto: int
+    ref: str | None
+
+
 ANY_NUMBER = 1 << 40  # no per-asker cap: more turns than any asker has threads
 BATCH = 500  # ids per IN (…) list, well under every database's limit on parameters
 
@@ -147,6 +160,7 @@ class Store(Ledger):
         self._new_threads = Batcher(self._add_threads)
         self._bound = Batcher(self._assistants_for)
         self._rules = Batcher(self._rules_of)
+        self._reservations = Batcher(self._reserve_replies)
 
     async def open(self) -> None:
         """Connect and bring the schema up to date."""
@@ -560,9 +574,21 @@ class Store(Ledger):
             raise LeaseLost(f"thread {args[-2]!r} is no longer leased to {args[-1]!r}")
 
     async def reserve_reply(self, thread_id: str, owner: str, upto: int, ref: str | None) -> None:
-        """Record where the answer up to user message `upto` is being delivered."""
-        async with self.dialect.connection() as db:
-            await self._owned(db, "reply_upto = ?, reply_ref = ?", upto, ref, thread_id, owner)
+        """Record where the answer up to user message `upto` is being delivered (answers
+        starting together record theirs in one transaction). Raises LeaseLost."""
+        await self._reservations.add(Reservation(thread_id, owner, upto, ref))
+
+    async def _reserve_replies(self, batch: list[Reservation]) -> list[Exception | None]:
+        results: list[Exception | None] = []
+        async with self.dialect.transaction() as db:
+            for r in batch:
+                try:
+                    reserved = ("reply_upto = ?, reply_ref = ?", r.upto, r.ref, r.thread_id)
+                    await self._owned(db, *reserved, r.owner)
+                    results.append(None)
+                except LeaseLost as lost:
+                    results.append(lost)
+        return results
 
     async def commit_answer(
         self,
