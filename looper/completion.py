@@ -5,13 +5,13 @@ from __future__ import annotations
 import asyncio
 import itertools
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol, cast
 
 import openai
 
 from looper import metrics
-from looper.context import Chat, ContextTooLarge, drop_older_half, fit
+from looper.context import Chat, ContextTooLarge, drop_older_half, fit, has_images, without_images
 from looper.models import Usage
 from looper.tokens import TokenCounter
 from looper.windows import ContextWindows, Counted, Refusal, Window
@@ -19,9 +19,23 @@ from looper.windows import ContextWindows, Counted, Refusal, Window
 MAX_RETRY_AFTER = 60.0
 MAX_BACKOFF = 30.0
 CONTEXT_ERROR_WORDS = ("context length", "context size", "context window", "too many tokens")
+# How servers refuse image input: OpenAI's models without vision ("Invalid content type.
+# image_url is only supported by certain models."), llama.cpp without a multimodal projector
+# ("image input is not supported"), vLLM's text-only models; `invalid_image` when OpenAI
+# cannot read the image itself.
+IMAGE_ERROR_CODES = {"invalid_image", "invalid_image_format", "image_parse_error"}
+IMAGE_ERROR_WORDS = (
+    "image_url is only supported",
+    "image input is not supported",
+    "does not support image",
+    "images are not supported",
+    "not a multimodal model",
+    "vision is not supported",
+)
 
 
 CUT_OFF_NOTE = "\n\n_(cut off: ask “continue” for the rest)_"
+IMAGES_NOTE = "\n\n_(the model could not take the images, so this answer is from the text alone)_"
 
 
 def counted_usage(model: str, chat: Chat, text: str) -> Usage:
@@ -39,12 +53,15 @@ class Completion:
     text: str
     cut_off: str | None = None
     usage: Usage | None = None
+    images_dropped: bool = False  # the model refused images: answered from the text alone
 
     @property
     def delivered(self) -> str:
-        """What the asker sees: the text, and a note when it is not all there. The note
-        is not stored, so that the model reads its own words when asked to continue."""
-        return self.text + CUT_OFF_NOTE if self.cut_off else self.text
+        """What the asker sees: the text, and a note when it is not all there or the images
+        were not read. Notes are not stored, so that the model reads its own words when
+        asked to continue."""
+        cut_off = CUT_OFF_NOTE if self.cut_off else ""
+        return self.text + cut_off + (IMAGES_NOTE if self.images_dropped else "")
 
     @property
     def marks(self) -> dict[str, str]:
@@ -94,6 +111,15 @@ def is_context_error(error: openai.BadRequestError) -> bool:
     if code == "context_length_exceeded" or kind == "exceed_context_size_error":
         return True
     return any(words in str(error.message).lower() for words in CONTEXT_ERROR_WORDS)
+
+
+def refuses_images(error: openai.BadRequestError) -> bool:
+    """Whether the server refused the request for its images (not for anything else)."""
+    body = error.body if isinstance(error.body, dict) else {}
+    if body.get("code") in IMAGE_ERROR_CODES:
+        return True
+    text = f"{body.get('message') or ''} {error.message}".lower()
+    return any(words in text for words in IMAGE_ERROR_WORDS)
 
 
 def is_transient(error: Exception) -> bool:
@@ -170,21 +196,22 @@ class Completer:
         window = await self.windows.window(model, self.clients[0])
         chat = self.fit(whole, window, counter)
         failures = 0
+        images_dropped = False
         while True:
             completion_tokens = window.completion_tokens(
                 self.max_completion_tokens, counter.chat(chat)
             )
             try:
-                return await self._stream(model, chat, target, completion_tokens)
+                answer = await self._stream(model, chat, target, completion_tokens)
+                return replace(answer, images_dropped=images_dropped)
             except openai.BadRequestError as exc:
-                if not is_context_error(exc):
-                    raise CompletionFailed(explain(exc, model)) from exc
-                metrics.OPENAI_RETRIES.labels("context").inc()
-                refusal = Refusal.of(exc)
-                counted = Counted(counter.chat(chat), TokenCounter.formatting(chat))
-                stated = self.windows.learn(model, self.base_url, window, refusal, counted)
-                window = stated or window
-                chat = self.shorter(whole, chat, window, counter, completion_tokens)
+                if refuses_images(exc) and has_images(chat):  # once: then there are none
+                    whole, images_dropped = without_images(whole), True
+                    chat = self.fit(whole, window, counter)
+                    metrics.OPENAI_RETRIES.labels("images").inc()
+                else:
+                    window = self.learn_window(exc, model, chat, window, counter)
+                    chat = self.shorter(whole, chat, window, counter, completion_tokens)
             except openai.APIError as exc:
                 if not is_transient(exc):
                     raise CompletionFailed(explain(exc, model)) from exc
@@ -197,6 +224,23 @@ class Completer:
                 metrics.OPENAI_RETRIES.labels("transient").inc()
                 await asyncio.sleep(self.backoff(failures, exc))
             await target.restart()
+
+    def learn_window(
+        self,
+        refused: openai.BadRequestError,
+        model: str,
+        chat: Chat,
+        window: Window,
+        counter: TokenCounter,
+    ) -> Window:
+        """The window to fit the next try to after a refusal for length (CompletionFailed
+        for any other refusal)."""
+        if not is_context_error(refused):
+            raise CompletionFailed(explain(refused, model)) from refused
+        metrics.OPENAI_RETRIES.labels("context").inc()
+        refusal = Refusal.of(refused)
+        counted = Counted(counter.chat(chat), TokenCounter.formatting(chat))
+        return self.windows.learn(model, self.base_url, window, refusal, counted) or window
 
     def fit(self, chat: Chat, window: Window, counter: TokenCounter) -> Chat:
         try:
