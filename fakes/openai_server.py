@@ -32,6 +32,7 @@ from typing import Any, Literal
 from aiohttp import web
 
 API_KEY = "sk-test-fake"
+MAX_REQUEST_BYTES = 64 * 1024 * 1024  # room for images as data URLs (aiohttp's default: 1 MB)
 
 
 @dataclass
@@ -226,7 +227,7 @@ class FakeOpenAI:
 
     # the HTTP side
     def app(self) -> web.Application:
-        app = web.Application()
+        app = web.Application(client_max_size=MAX_REQUEST_BYTES)
         app.router.add_post("/v1/chat/completions", self._chat_completions)
         app.router.add_get("/props", self._props)
         return app

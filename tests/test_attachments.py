@@ -4,6 +4,7 @@ the store keeping attachments on both backends; image sizes and their tokens."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import io
 import struct
@@ -19,10 +20,17 @@ from fakes.openai_server import FakeOpenAI
 from fakes.slack_server import BOT_USER, FakeSlack
 from looper.context import fit, to_chat
 from looper.images import data_url_tokens, image_size, image_tokens
-from looper.models import Attachment, BaseAssistant, ChatCompletionThread, Message, NewMessage
+from looper.models import (
+    Attachment,
+    BaseAssistant,
+    ChatCompletionThread,
+    Message,
+    NewMessage,
+    Snapshot,
+)
 from looper.store import Store, open_store
 from looper.tokens import PER_MESSAGE, TokenCounter
-from tests.harness import Bot, new_store_url
+from tests.harness import Bot, Cli, new_store_url
 from tests.slack_user import CLASS, STUDENT, ask, wait_answers
 
 PY_SOURCE = "def period(length):\n    return 2 * 3.14159 * (length / 9.81) ** 0.5\n"
@@ -239,6 +247,7 @@ async def test_attachments_round_trip(store: Store, store_url: str, tmp_path: Pa
     assert [m.attachments for m in claim.messages] == [[image, text], [text], []]
 
     snapshot = await store.export_all()
+    assert Snapshot.model_validate_json(snapshot.model_dump_json()) == snapshot  # tutor export
     other_url = new_store_url("postgres" if store_url.startswith("sqlite") else "sqlite", tmp_path)
     other = await open_store(other_url)
     try:
@@ -248,6 +257,28 @@ async def test_attachments_round_trip(store: Store, store_url: str, tmp_path: Pa
         assert (await other.export_all()).messages == snapshot.messages
     finally:
         await other.close()
+
+
+def test_cli_moves_and_shows_attachments(cli: Cli, tmp_path: Path) -> None:
+    """`tutor export` and `tutor import` carry a question's files; `tutor messages` names them."""
+
+    async def asked_with_a_file() -> None:
+        store = await open_store(cli.env["TUTOR_DATABASE_URL"])
+        try:
+            assistant = await store.add_assistant(BaseAssistant(name="T", instructions="Teach."))
+            thread = ChatCompletionThread(assistant_id=assistant.id, chat_completion_model="m")
+            notes = Attachment(kind="text", name="notes.md", mime="text/markdown", content="F=ma")
+            await store.add_thread(thread, NewMessage(content="explain", attachments=[notes]))
+        finally:
+            await store.close()
+
+    asyncio.run(asked_with_a_file())
+    dump = tmp_path / "dump.json"
+    cli.ok("export", str(dump))
+    target = f"sqlite:///{tmp_path / 'moved.db'}"
+    cli.ok("import", str(dump), TUTOR_DATABASE_URL=target)
+    shown = cli.ok("messages", TUTOR_DATABASE_URL=target)
+    assert shown == "user: explain\n  (attached: notes.md)\n"
 
 
 # ---- the context and its tokens
