@@ -71,7 +71,7 @@ class Collected:
 
 
 def kind_of(file: dict[str, Any]) -> str | None:
-    """ "image", "text" or "pdf" by what Slack says the file is; None when not one we read."""
+    """What a file is by what Slack says of it (image, text or pdf); None: not one we read."""
     mime = str(file.get("mimetype") or "").lower()
     filetype = str(file.get("filetype") or "").lower()
     if mime in IMAGE_TYPES:

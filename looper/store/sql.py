@@ -125,7 +125,7 @@ def _started(
 
 def _first_message(thread: ChatCompletionThread, first: NewMessage) -> Message:
     """Message 1 of a new thread."""
-    message = Message(
+    return Message(
         id=1,
         thread_id=thread.id,
         role="user",
@@ -134,7 +134,6 @@ def _first_message(thread: ChatCompletionThread, first: NewMessage) -> Message:
         metadata=first.metadata,
         attachments=first.attachments,
     )
-    return message
 
 
 def _first_values(thread: ChatCompletionThread, first: NewMessage) -> tuple[Any, ...]:
@@ -339,10 +338,11 @@ class Store(Ledger):
             await db.executemany(ADD_THREAD, map(_thread_values, keyless))
             added = [(t, f) for (t, f), r in zip(started, results, strict=True) if r is t]
             await db.executemany(ADD_MESSAGE, [_first_values(t, f) for t, f in added if f])
-            await db.executemany(
-                ADD_ATTACHMENT,
-                [row for t, f in added if f for row in _attachment_values(_first_message(t, f))],
-            )
+            attached = [
+                row for t, f in added if f for row in _attachment_values(_first_message(t, f))
+            ]
+            if attached:
+                await db.executemany(ADD_ATTACHMENT, attached)
             if any(t.pending or t.awaiting_place for t, _ in added):
                 await self._announce_work(db, "threads")
         if any(t.pending or t.awaiting_place for t, _ in added):
@@ -463,7 +463,8 @@ class Store(Ledger):
             attachments=new.attachments,
         )
         await db.execute(ADD_MESSAGE, *_message_values(message, new.external_id, new.asker))
-        await db.executemany(ADD_ATTACHMENT, _attachment_values(message))
+        if message.attachments:
+            await db.executemany(ADD_ATTACHMENT, _attachment_values(message))
         return message
 
     async def add_user_message(
