@@ -454,15 +454,16 @@ def context_error(body: dict[str, Any], style: str, window: int = 4096) -> web.R
 
 
 def image_refusal(style: str) -> web.Response:
-    """How a model without image input refuses image parts: OpenAI's wording for a model
-    without vision, or llama-server's without a multimodal projector (its error JSON)."""
+    """How a model without image input refuses image parts: OpenAI's 400 for a model without
+    vision, or llama-server's without a multimodal projector: thrown while it parses the
+    messages (`oaicompat_chat_params_parse`), a runtime error it answers as a 500."""
     if style == "llama.cpp":
         message = (
             "image input is not supported - hint: if this is unexpected, you may need to "
             "provide the mmproj"
         )
-        payload = {"code": 400, "message": message, "type": "invalid_request_error"}
-        return web.json_response({"error": payload}, status=400)
+        payload = {"code": 500, "message": message, "type": "server_error"}
+        return web.json_response({"error": payload}, status=500)
     message = "Invalid content type. image_url is only supported by certain models."
     return error(400, message, "invalid_request_error", None)
 

@@ -19,11 +19,11 @@ from looper.windows import ContextWindows, Counted, Refusal, Window
 MAX_RETRY_AFTER = 60.0
 MAX_BACKOFF = 30.0
 CONTEXT_ERROR_WORDS = ("context length", "context size", "context window", "too many tokens")
-# How servers refuse image input: OpenAI's models without vision ("Invalid content type.
+# How servers refuse image input: OpenAI's models without vision (400, "Invalid content type.
 # image_url is only supported by certain models."), llama.cpp without a multimodal projector
-# ("image input is not supported"), vLLM's text-only models; `invalid_image` when OpenAI
-# cannot read the image itself.
-IMAGE_ERROR_CODES = {"invalid_image", "invalid_image_format", "image_parse_error"}
+# (500, "image input is not supported - hint: … mmproj"), vLLM's text-only models;
+# `invalid_image` when OpenAI cannot read the image itself.
+IMAGE_ERROR_CODES = {"invalid_image", "invalid_image_format"}
 IMAGE_ERROR_WORDS = (
     "image_url is only supported",
     "image input is not supported",
@@ -113,8 +113,11 @@ def is_context_error(error: openai.BadRequestError) -> bool:
     return any(words in str(error.message).lower() for words in CONTEXT_ERROR_WORDS)
 
 
-def refuses_images(error: openai.BadRequestError) -> bool:
-    """Whether the server refused the request for its images (not for anything else)."""
+def refuses_images(error: openai.APIError) -> bool:
+    """Whether the server refused the request for its images (OpenAI answers 400;
+    llama.cpp 500, as a server error)."""
+    if not isinstance(error, openai.APIStatusError) or error.status_code not in (400, 500):
+        return False
     body = error.body if isinstance(error.body, dict) else {}
     if body.get("code") in IMAGE_ERROR_CODES:
         return True
@@ -204,26 +207,32 @@ class Completer:
             try:
                 answer = await self._stream(model, chat, target, completion_tokens)
                 return replace(answer, images_dropped=images_dropped)
-            except openai.BadRequestError as exc:
+            except openai.APIError as exc:
                 if refuses_images(exc) and has_images(chat):  # once: then there are none
                     whole, images_dropped = without_images(whole), True
                     chat = self.fit(whole, window, counter)
                     metrics.OPENAI_RETRIES.labels("images").inc()
-                else:
+                elif isinstance(exc, openai.BadRequestError):
                     window = self.learn_window(exc, model, chat, window, counter)
                     chat = self.shorter(whole, chat, window, counter, completion_tokens)
-            except openai.APIError as exc:
-                if not is_transient(exc):
-                    raise CompletionFailed(explain(exc, model)) from exc
-                failures += 1
-                if failures >= self.attempts:
-                    raise CompletionFailed(
-                        f"OpenAI did not answer after {failures} tries ({describe(exc)}). "
-                        "Your question is saved: retry in a moment."
-                    ) from exc
-                metrics.OPENAI_RETRIES.labels("transient").inc()
-                await asyncio.sleep(self.backoff(failures, exc))
+                else:
+                    failures = await self.wait_to_retry(exc, model, failures)
             await target.restart()
+
+    async def wait_to_retry(self, error: openai.APIError, model: str, failures: int) -> int:
+        """Wait before trying again after a transient failure; how many there were now.
+        CompletionFailed when the failure is not transient, or there were too many."""
+        if not is_transient(error):
+            raise CompletionFailed(explain(error, model)) from error
+        failures += 1
+        if failures >= self.attempts:
+            raise CompletionFailed(
+                f"OpenAI did not answer after {failures} tries ({describe(error)}). "
+                "Your question is saved: retry in a moment."
+            ) from error
+        metrics.OPENAI_RETRIES.labels("transient").inc()
+        await asyncio.sleep(self.backoff(failures, error))
+        return failures
 
     def learn_window(
         self,
