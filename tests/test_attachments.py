@@ -209,7 +209,8 @@ def test_a_model_without_images_answers_from_the_text(
 def test_attachments_survive_a_restart(
     bot: Bot, fake_slack: FakeSlack, fake_openai: FakeOpenAI
 ) -> None:
-    """A follow-up answered by a new process still shows the model the earlier image."""
+    """The answer a new process gives still shows the model the image an earlier one read;
+    a file shared while no process ran is read by the catch-up."""
     bot.start()
     root = ask(fake_slack, "What is a vector?")
     wait_answers(fake_slack, CLASS, root, 1)
@@ -218,14 +219,15 @@ def test_attachments_survive_a_restart(
     fake_slack.user_says(STUDENT, CLASS, "these arrows?", thread_ts=root, files=[upload])
     wait_answers(fake_slack, CLASS, root, 2)
     assert bot.stop() == 0
+    table = fake_slack.upload("sums.csv", b"a,b,sum\n1,2,3\n", "text/csv", "csv")
+    fake_slack.user_says(STUDENT, CLASS, "and their sum?", thread_ts=root, files=[table])
     bot.start()
-    fake_slack.user_says(STUDENT, CLASS, "and their sum?", thread_ts=root)
     wait_answers(fake_slack, CLASS, root, 3)
     users = [m["content"] for m in fake_openai.requests[-1].body["messages"] if m["role"] == "user"]
     encoded = base64.b64encode(picture).decode()
     assert users[1][-1]["image_url"]["url"] == f"data:image/png;base64,{encoded}"
-    assert users[2] == "and their sum?"
-    assert len(fake_slack.downloads) == 1  # read once, from Slack; then from the store
+    assert users[2] == "and their sum?\n\nFile sums.csv:\n```csv\na,b,sum\n1,2,3\n```"
+    assert [file_id for file_id, _ in fake_slack.downloads] == [upload["id"], table["id"]]
 
 
 # ---- the store
