@@ -21,6 +21,7 @@ from bot.catchup import catch_up
 from bot.commands import ROUTES, TutorCommands
 from bot.events import EventHandlers
 from bot.feedback import COMMENT_VIEW, FeedbackHandlers
+from bot.files import FileReader
 from bot.formatting import FEEDBACK_ACTION, RETRY_ACTION
 from bot.health import HealthServer
 from bot.home import HomeTab
@@ -95,7 +96,11 @@ class AppTabs:
 
 
 def build_apps(
-    tutor: Tutor, api: SlackApi, access: Access, quiet: float = 5.0
+    tutor: Tutor,
+    api: SlackApi,
+    access: Access,
+    quiet: float = 5.0,
+    files: FileReader | None = None,
 ) -> tuple[AsyncApp, AsyncApp]:
     """The app for commands and clicks and the app for events (acknowledged once stored);
     see `TutorSocketHandler`.
@@ -105,7 +110,7 @@ def build_apps(
     to a background task; a command that stores first acknowledges once stored. The Home and
     Messages tabs are updated at most once every `quiet` seconds per person.
     """
-    events = EventHandlers(tutor, api, access)
+    events = EventHandlers(tutor, api, access, files)
     tabs = AppTabs(HomeTab(tutor, api, access.admins, quiet), MessagesTab(tutor, api, quiet))
     commands = TutorCommands(tutor, api, access.admins, access)
     app = AsyncApp(client=api.client, name="tutor", process_before_response=True)
@@ -156,7 +161,8 @@ async def serve_with(
         ),
     )
     access = Access(tutor, Admins(api, settings.admins), settings.tutor_access == "closed")
-    app, events_app = build_apps(tutor, api, access, settings.tutor_home_quiet_seconds)
+    files = FileReader(api, settings.max_file_bytes)
+    app, events_app = build_apps(tutor, api, access, settings.tutor_home_quiet_seconds, files)
     looper = Looper.from_settings(settings, store, openai_key, SlackSink(api))
     looper.grace_seconds = SHUTDOWN_GRACE
     socket = TutorSocketHandler(app, events_app, settings.slack_app_token)
@@ -169,7 +175,7 @@ async def serve_with(
     await socket.connect_async()  # type: ignore[no-untyped-call]
     answering = asyncio.create_task(looper.run(), name="looper")
     window = timedelta(hours=settings.tutor_catchup_hours)
-    catching_up = asyncio.create_task(catch_up(tutor, api, window, access), name="catch-up")
+    catching_up = asyncio.create_task(catch_up(tutor, api, window, access, files), name="catch-up")
     log.warning("tutor is running (looper %s)", looper.owner)
     for warning in await tutor.model_warnings():
         log.warning(warning)

@@ -19,6 +19,7 @@ from slack_sdk.errors import SlackApiError
 
 from bot.access import Access
 from bot.events import EventHandlers, is_person_speaking, without_mentions
+from bot.files import EventFiles, FileReader
 from bot.places import SlackThread, asker, asker_key, channel_place, slack_ts
 from bot.web import SlackApi, slack_error
 from looper.core import InvalidInput, Tutor
@@ -30,16 +31,22 @@ log = logging.getLogger(__name__)
 CONVERSATION_TYPES = "public_channel,private_channel,im"
 
 
-async def catch_up(tutor: Tutor, api: SlackApi, window: timedelta, access: Access) -> None:
-    """Ask what was missed in the last `window`: thread replies and new conversations,
-    as far as `access` allows.
+async def catch_up(
+    tutor: Tutor,
+    api: SlackApi,
+    window: timedelta,
+    access: Access,
+    files: FileReader | None = None,
+) -> None:
+    """Ask what was missed in the last `window`: thread replies and new conversations
+    (with their files), as far as `access` allows.
 
     The two read different methods (`conversations.replies`, `conversations.history`),
     each with its own budget, so they run side by side.
     """
     since = utcnow() - window
-    replies = ThreadReplies(tutor, api, access)
-    events = EventHandlers(tutor, api, access)
+    events = EventHandlers(tutor, api, access, files)
+    replies = ThreadReplies(tutor, api, access, events.files)
     added, started = await asyncio.gather(
         replies.catch_up_all(since), start_missed(events, api, replies, since)
     )
@@ -62,10 +69,11 @@ class ThreadReplies:
     """Stores the replies posted in known threads after their newest stored message (a
     refused asker's are left out, silently: the refusal was not live)."""
 
-    def __init__(self, tutor: Tutor, api: SlackApi, access: Access) -> None:
+    def __init__(self, tutor: Tutor, api: SlackApi, access: Access, files: FileReader) -> None:
         self.tutor = tutor
         self.api = api
         self.access = access
+        self.files = files
 
     async def catch_up_all(self, since: datetime) -> int:
         """Catch up each thread active since `since`; returns how many questions were added."""
@@ -88,14 +96,16 @@ class ThreadReplies:
             if message["ts"] == place.thread_ts or float(message["ts"]) <= float(newest):
                 continue
             if await self._may_ask(message, place):
+                attached = await EventFiles(self.files, message).get()
                 try:
                     await self.tutor.ask(
-                        without_mentions(message["text"]),
+                        without_mentions(message.get("text", "")),
                         thread_id,
                         metadata=asker(message["user"], message["ts"]),
                         external_id=message["ts"],
                         asker=asker_key(message["user"]),
                         place=channel_place(place.channel),
+                        attachments=attached.attachments,
                     )
                 except InvalidInput as refused:
                     log.info("catch-up skipped a question in %s: %s", thread_id, refused)

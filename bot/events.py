@@ -2,7 +2,9 @@
 
 Bolt already drops the bot's own events. Here: other bots' messages, edits, deletions and
 other subtypes are ignored; a Slack ts is stored with each question, so an event delivered
-twice (or as both `message` and `app_mention`) is asked once.
+twice (or as both `message` and `app_mention`) is asked once. A message's files (a
+`file_share`) come with its question (see `bot/files.py`); a message of files alone is a
+question too.
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ from slack_sdk.errors import SlackApiError
 from bot.access import Access
 from bot.admins import Admins
 from bot.background import Background
-from bot.formatting import ANSWERED, answered_blocks, thread_of_root
+from bot.files import Collected, EventFiles, FileReader
+from bot.formatting import ANSWERED, answered_blocks, mrkdwn_safe, thread_of_root
 from bot.messages_tab import ConversationTitles
 from bot.places import USER, SlackThread, asker, asker_key, channel_place, is_dm
 from bot.status import show_thinking
@@ -30,6 +33,7 @@ from looper.store import Conflict, NotFound, StoreError
 
 log = logging.getLogger(__name__)
 JUST_POSTED_SECONDS = 30.0
+DEFAULT_MAX_FILE_BYTES = 10_000_000
 QUESTION_SUBTYPES = {None, "thread_broadcast", "file_share"}
 MENTION = re.compile(r"<@[A-Z0-9]+>")
 
@@ -39,7 +43,7 @@ def is_person_speaking(event: dict[str, Any]) -> bool:
         event.get("subtype") in QUESTION_SUBTYPES
         and not event.get("bot_id")
         and bool(event.get("user"))
-        and bool(without_mentions(event.get("text", "")))
+        and (bool(without_mentions(event.get("text", ""))) or bool(event.get("files")))
     )
 
 
@@ -57,10 +61,13 @@ def without_mentions(text: str) -> str:
 class EventHandlers:
     """Turns Slack messages into questions for the looper, as far as `access` allows."""
 
-    def __init__(self, tutor: Tutor, api: SlackApi, access: Access) -> None:
+    def __init__(
+        self, tutor: Tutor, api: SlackApi, access: Access, files: FileReader | None = None
+    ) -> None:
         self.tutor = tutor
         self.api = api
         self.access = access
+        self.files = files or FileReader(api, DEFAULT_MAX_FILE_BYTES)
         self.admins: Admins | None = access.admins  # who may retry any thread
         self.later = Background()
         self.titles = ConversationTitles(api)
@@ -73,22 +80,26 @@ class EventHandlers:
         in_dm = event.get("channel_type") == "im"
         # A mention outside a DM comes as an app_mention too: that one tells of a refusal.
         tells = in_dm or not mentions_bot(event, context)
+        files = EventFiles(self.files, event)
         if thread_ts and thread_ts != event["ts"]:
-            if await self._ask_in_thread(event, thread_ts, tells):
+            if await self._ask_in_thread(event, thread_ts, tells, files):
                 return
         if in_dm:
-            await self._start(event, context, root=thread_ts or event["ts"])
+            await self._start(event, context, thread_ts or event["ts"], files)
 
     async def on_mention(self, event: dict[str, Any], context: dict[str, Any]) -> None:
         """A mention starts a conversation rooted at itself (or joins the thread it is in)."""
         if not is_person_speaking(event):
             return
         thread_ts = event.get("thread_ts")
-        if thread_ts and await self._ask_in_thread(event, thread_ts, tells=True):
+        files = EventFiles(self.files, event)
+        if thread_ts and await self._ask_in_thread(event, thread_ts, True, files):
             return
-        await self._start(event, context, root=thread_ts or event["ts"])
+        await self._start(event, context, thread_ts or event["ts"], files)
 
-    async def _ask_in_thread(self, event: dict[str, Any], thread_ts: str, tells: bool) -> bool:
+    async def _ask_in_thread(
+        self, event: dict[str, Any], thread_ts: str, tells: bool, files: EventFiles
+    ) -> bool:
         """Ask in the tutor thread at `thread_ts`; False when there is none."""
         thread = await self.tutor.threads.by_key(SlackThread(event["channel"], thread_ts).key)
         thread = thread or await self._being_placed(event["channel"], thread_ts)
@@ -96,16 +107,33 @@ class EventHandlers:
             return False
         if not await self._may_ask(event, thread_ts, tells):
             return True
+        attached = await self._read_files(event, thread_ts, files, tells)
+        if attached is None:
+            return True
         self._show_thinking(event["channel"], thread_ts)
         await self.tutor.ask(
-            without_mentions(event["text"]),
+            without_mentions(event.get("text", "")),
             thread.id,
             metadata=asker(event["user"], event["ts"], thinking_shown=True),
             external_id=event["ts"],
             asker=asker_key(event["user"]),
             place=channel_place(event["channel"]),
+            attachments=attached.attachments,
         )
         return True
+
+    async def _read_files(
+        self, event: dict[str, Any], root: str, files: EventFiles, tells: bool
+    ) -> Collected | None:
+        """The event's files, read; when some are left out and `tells`, one line in the
+        thread that only the asker sees. None when nothing is left to ask (no text, and no
+        file could be read)."""
+        collected = await files.get()
+        if collected.note and tells:
+            await self._tell(event, root, mrkdwn_safe(collected.note))
+        if not without_mentions(event.get("text", "")) and not collected.attachments:
+            return None
+        return collected
 
     async def _being_placed(self, channel: str, root: str) -> ChatCompletionThread | None:
         """The thread of a root the looper has just posted but not yet recorded (a reply can
@@ -131,7 +159,9 @@ class EventHandlers:
             return await self.tutor.thread(thread_id)
         return None
 
-    async def _start(self, event: dict[str, Any], context: dict[str, Any], root: str) -> None:
+    async def _start(
+        self, event: dict[str, Any], context: dict[str, Any], root: str, files: EventFiles
+    ) -> None:
         place = SlackThread(
             event["channel"], root, event.get("team") or context.get("team_id") or ""
         )
@@ -141,23 +171,28 @@ class EventHandlers:
         )
         if not allowed:
             return
+        attached = await self._read_files(event, root, files, tells=True)
+        if attached is None:
+            return
         self._show_thinking(place.channel, root)
         question = NewMessage(
-            content=without_mentions(event["text"]),
+            content=without_mentions(event.get("text", "")),
             metadata=asker(event["user"], event["ts"], thinking_shown=True),
             external_id=event["ts"],
             asker=asker_key(event["user"]),
             place=channel_place(place.channel),
+            attachments=attached.attachments,
         )
         try:
             await self.tutor.start_thread(
                 assistant, place.metadata, question, external_key=place.key
             )
         except Conflict:  # the same event again, or message and app_mention for one post
-            await self._ask_in_thread(event, root, tells=False)
+            await self._ask_in_thread(event, root, False, files)
             return
         if is_dm(place.channel):
-            self.titles.started(place.channel, root, question.content)
+            named = ", ".join(a.name for a in question.attachments)
+            self.titles.started(place.channel, root, question.content or named)
 
     def _show_thinking(self, channel: str, thread_ts: str) -> None:
         """ "is thinking…" under the thread while the question is stored: the event is
@@ -174,10 +209,11 @@ class EventHandlers:
         if refused is None:
             return True
         if tells:
-            await self._tell_refused(event, root, refused)
+            await self._tell(event, root, refused)
         return False
 
-    async def _tell_refused(self, event: dict[str, Any], root: str, text: str) -> None:
+    async def _tell(self, event: dict[str, Any], root: str, text: str) -> None:
+        """One line in the thread that only the asker sees."""
         try:
             await self.api.call(
                 "chat.postEphemeral",
@@ -187,11 +223,13 @@ class EventHandlers:
                 text=text,
             )
         except SlackApiError as exc:
-            log.info("could not tell %s they were refused: %s", event["user"], slack_error(exc))
+            log.info("could not tell %s: %s", event["user"], slack_error(exc))
 
     def _too_long(self, event: dict[str, Any]) -> str | None:
         try:
-            self.tutor.check_question(without_mentions(event["text"]))
+            self.tutor.check_question(
+                without_mentions(event.get("text", "")), bool(event.get("files"))
+            )
         except InvalidInput as refused:
             return f"Not asked: {refused}."
         return None

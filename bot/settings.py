@@ -32,6 +32,9 @@ class BotSettings(Settings):
     tutor_home_quiet_seconds: float = Field(
         5.0, gt=0, description="App Home and Messages tab: one update a person this often"
     )
+    tutor_max_file_mb: float = Field(
+        10.0, gt=0, description="the largest file read from a question (megabytes)"
+    )
 
     @field_validator("slack_api_url")
     @classmethod
@@ -41,6 +44,10 @@ class BotSettings(Settings):
     @property
     def history_limit(self) -> HistoryLimit:
         return HistoryLimit(self.tutor_history_per_minute)
+
+    @property
+    def max_file_bytes(self) -> int:
+        return int(self.tutor_max_file_mb * 1_000_000)
 
     @property
     def admins(self) -> set[str]:

@@ -4,8 +4,10 @@
 `faults` (consumed one per request) or standing switches make it misbehave the way the real
 service does: 429 with Retry-After, 500, a slow first token, a connection dropped
 mid-stream, an answer cut off by the token limit (`finish_reason: length`), context-length
-errors (OpenAI's and llama.cpp's wording), retired models and a bad key; `raw_stream` sends
-server-sent events byte for byte as a test wrote them (line ends, comments, cuts, errors).
+errors (OpenAI's and llama.cpp's wording), retired models and a bad key, and (with
+`refuses_images`) a model that takes no image input; `raw_stream` sends server-sent events
+byte for byte as a test wrote them (line ends, comments, cuts, errors). Requests are
+recorded as sent, content parts and all.
 `local_model` plays a local server with a small context window: llama.cpp (its refusal body,
 its answers cut at the window, its `GET /props`) or vLLM (its refusal wording, no `/props`).
 `hold(before_chunk)` stops every stream at that chunk until `release()`, so a test can act
@@ -31,6 +33,7 @@ from typing import Any, Literal
 from aiohttp import web
 
 API_KEY = "sk-test-fake"
+MAX_REQUEST_BYTES = 64 * 1024 * 1024  # room for images as data URLs (aiohttp's default: 1 MB)
 
 
 @dataclass
@@ -73,7 +76,7 @@ class LocalModel:
     def prompt_tokens(self, body: dict[str, Any]) -> int:
         """The prompt with its chat template: a few tokens per message and to prime the reply."""
         messages = body.get("messages", [])
-        return 3 + sum(4 + self.text_tokens(m.get("content") or "") for m in messages)
+        return 3 + sum(4 + self.text_tokens(text_of(m.get("content"))) for m in messages)
 
     def refusal(self, body: dict[str, Any]) -> web.Response | None:
         prompt = self.prompt_tokens(body)
@@ -106,8 +109,26 @@ class Recorded:
     completed: bool = False
 
 
+def text_of(content: Any) -> str:
+    """A message's text: its content, or the text of its content parts."""
+    if isinstance(content, list):
+        return "\n\n".join(p.get("text") or "" for p in content if p.get("type") == "text")
+    return str(content or "")
+
+
+def images_in(body: dict[str, Any]) -> list[str]:
+    """The image URLs of a request's content parts."""
+    return [
+        part["image_url"]["url"]
+        for m in body.get("messages", [])
+        if isinstance(m.get("content"), list)
+        for part in m["content"]
+        if part.get("type") == "image_url"
+    ]
+
+
 def default_answer(body: dict[str, Any]) -> str:
-    users = [m["content"] for m in body.get("messages", []) if m.get("role") == "user"]
+    users = [text_of(m["content"]) for m in body.get("messages", []) if m.get("role") == "user"]
     return f"An answer to: {users[-1] if users else ''}"
 
 
@@ -127,6 +148,9 @@ class FakeOpenAI:
     props_requests: int = 0  # GET /props asked
     reports_usage: bool = True  # send the usage chunk when asked (some servers never do)
     cached_tokens: int = 0  # prompt tokens to report as served from the cache
+    # A model that takes no images refuses image parts, worded as "openai" (a model without
+    # vision) or "llama.cpp" (a server without a multimodal projector); None: takes them.
+    refuses_images: Literal["openai", "llama.cpp"] | None = None
     requests: list[Recorded] = field(default_factory=list)
     in_flight: int = 0
     held_at: int | None = None  # streams wait before this chunk until `release()`
@@ -206,7 +230,7 @@ class FakeOpenAI:
 
     # the HTTP side
     def app(self) -> web.Application:
-        app = web.Application()
+        app = web.Application(client_max_size=MAX_REQUEST_BYTES)
         app.router.add_post("/v1/chat/completions", self._chat_completions)
         app.router.add_get("/props", self._props)
         return app
@@ -292,7 +316,9 @@ class FakeOpenAI:
                 fault.code,
                 retry_after=fault.retry_after,
             )
-        size = sum(len(m.get("content") or "") for m in body.get("messages", []))
+        if self.refuses_images and images_in(body):
+            return image_refusal(self.refuses_images)
+        size = sum(len(text_of(m.get("content"))) for m in body.get("messages", []))
         if self.context_limit_chars is not None and size > self.context_limit_chars:
             return context_error(body, self.context_error_style, self.context_limit_chars)
         return self.local_model.refusal(body) if self.local_model else None
@@ -393,7 +419,7 @@ def chunk(body: dict[str, Any], delta: dict[str, str], finish: str | None) -> di
 def usage_chunk(body: dict[str, Any], pieces: int, cached: int = 0) -> dict[str, Any]:
     """The last chunk OpenAI streams when asked to `include_usage`: no choices, the usage.
     A word counts as a prompt token here, a streamed piece as a completion token."""
-    words = sum(len((m.get("content") or "").split()) for m in body.get("messages", []))
+    words = sum(len(text_of(m.get("content")).split()) for m in body.get("messages", []))
     usage = {
         "prompt_tokens": words,
         "completion_tokens": pieces,
@@ -434,7 +460,7 @@ def error(
 
 def context_error(body: dict[str, Any], style: str, window: int = 4096) -> web.Response:
     """A refusal for length from a server that counts a character as a token."""
-    size = sum(len(m.get("content") or "") for m in body.get("messages", []))
+    size = sum(len(text_of(m.get("content"))) for m in body.get("messages", []))
     if style == "llama.cpp":
         return llama_context_error(size, window)
     if style == "vague":
@@ -445,6 +471,21 @@ def context_error(body: dict[str, Any], style: str, window: int = 4096) -> web.R
         f"resulted in {size} tokens. Please reduce the length of the messages."
     )
     return error(400, message, "invalid_request_error", "context_length_exceeded")
+
+
+def image_refusal(style: str) -> web.Response:
+    """How a model without image input refuses image parts: OpenAI's 400 for a model without
+    vision, or llama-server's without a multimodal projector: thrown while it parses the
+    messages (`oaicompat_chat_params_parse`), a runtime error it answers as a 500."""
+    if style == "llama.cpp":
+        message = (
+            "image input is not supported - hint: if this is unexpected, you may need to "
+            "provide the mmproj"
+        )
+        payload = {"code": 500, "message": message, "type": "server_error"}
+        return web.json_response({"error": payload}, status=500)
+    message = "Invalid content type. image_url is only supported by certain models."
+    return error(400, message, "invalid_request_error", None)
 
 
 def llama_context_error(prompt_tokens: int, n_ctx: int) -> web.Response:

@@ -26,6 +26,12 @@ App Home and the AI surfaces: `open_home(user, tab)` sends `app_home_opened` (ta
 `views.publish` keeps each person's Home tab (`home_views`), and suggested prompts and
 titles are kept as set (`suggested`, `titles`). `agent_view=True` is an app on Slack's
 agent view, where `setSuggestedPrompts` with a `thread_ts` silently does nothing.
+Files: `upload(name, data, mimetype, filetype)` keeps a file and returns its file object as
+Slack's events carry it; `user_says(..., files=[…])` posts a `file_share` message with them.
+The bytes are served at the object's `url_private`/`url_private_download` only to the bot
+token with `files:read` (401 without the token, 403 without the scope, as a file the app may
+not see); `broken_downloads` holds file ids whose download fails (HTTP 500), and every
+download is recorded in `downloads` (file id, HTTP status).
 """
 
 from __future__ import annotations
@@ -162,6 +168,9 @@ class FakeSlack:
     finished: dict[str, int] = field(default_factory=dict)  # channel: answers finished there
     scopes: set[str] | None = None  # the bot's granted scopes; None: every scope
     views: list[dict[str, Any]] = field(default_factory=list)  # opened with views.open
+    files: dict[str, bytes] = field(default_factory=dict)  # file id: its bytes
+    broken_downloads: set[str] = field(default_factory=set)  # file ids whose download fails
+    downloads: list[tuple[str, int]] = field(default_factory=list)  # (file id, HTTP status)
     base_url: str = ""
 
     def __post_init__(self) -> None:
@@ -300,8 +309,10 @@ class FakeSlack:
         thread_ts: str | None = None,
         bot_id: str | None = None,
         deliver: bool = True,
+        files: list[dict[str, Any]] | None = None,
     ) -> str:
-        """A person (or another bot) posts a message; Slack sends the events. Returns its ts."""
+        """A person (or another bot) posts a message, with `files` (see `upload`) as a
+        `file_share`; Slack sends the events. Returns its ts."""
         self.add_channel(channel)
         message: dict[str, Any] = {
             "type": "message",
@@ -309,6 +320,8 @@ class FakeSlack:
             "text": text,
             "ts": self.next_ts(),
         }
+        if files:
+            message.update(subtype="file_share", files=files, upload=False, display_as_bot=False)
         if thread_ts:
             message["thread_ts"] = thread_ts
         if bot_id:
@@ -319,6 +332,48 @@ class FakeSlack:
         if deliver:
             self.deliver_message_events(channel, message)
         return str(message["ts"])
+
+    def upload(
+        self,
+        name: str,
+        data: bytes,
+        mimetype: str,
+        filetype: str,
+        user: str = "U0STUDENT1",
+        stated_size: int | None = None,
+    ) -> dict[str, Any]:
+        """A person uploads a file: Slack keeps it and describes it as its events do
+        (`stated_size` overrides the size Slack states)."""
+        file_id = f"F{uuid.uuid4().hex[:10].upper()}"
+        with self._lock:
+            self.files[file_id] = data
+        private = f"{self.root_url}/files-pri/{TEAM}-{file_id}/{name}"
+        now = int(time.time())
+        return {
+            "id": file_id,
+            "created": now,
+            "timestamp": now,
+            "name": name,
+            "title": name,
+            "mimetype": mimetype,
+            "filetype": filetype,
+            "pretty_type": filetype.upper(),
+            "user": user,
+            "user_team": TEAM,
+            "editable": False,
+            "size": len(data) if stated_size is None else stated_size,
+            "mode": "hosted",
+            "is_external": False,
+            "external_type": "",
+            "is_public": True,
+            "public_url_shared": False,
+            "display_as_bot": False,
+            "username": "",
+            "url_private": private,
+            "url_private_download": f"{self.root_url}/files-pri/{TEAM}-{file_id}/download/{name}",
+            "permalink": f"{self.root_url}/files/{user}/{file_id}/{name}",
+            "has_rich_preview": False,
+        }
 
     def deliver_message_events(self, channel: str, message: dict[str, Any]) -> None:
         if channel in self.without_bot:  # Slack sends an app only its channels' events
@@ -1277,6 +1332,31 @@ class FakeSlack:
         self._notify()
         return web.Response(text="ok")
 
+    async def _file(self, request: web.Request) -> web.Response:
+        """A file's private URL: its bytes, for the bot token with `files:read` only."""
+        file_id = request.match_info["file"].partition("-")[2]
+        status, body = self._file_answer(file_id, request.headers.get("Authorization", ""))
+        with self._lock:
+            self.downloads.append((file_id, status))
+        self._notify()
+        if status != 200:
+            return web.Response(status=status, text=f"HTTP {status}")
+        return web.Response(body=body, content_type="application/octet-stream")
+
+    def _file_answer(self, file_id: str, auth: str) -> tuple[int, bytes]:
+        with self._lock:
+            data = self.files.get(file_id)
+            broken = file_id in self.broken_downloads
+        if auth != f"Bearer {BOT_TOKEN}":
+            return 401, b""
+        if self.scopes is not None and "files:read" not in self.scopes:
+            return 403, b""
+        if data is None:
+            return 404, b""
+        if broken:
+            return 500, b""
+        return 200, data
+
     async def _permalink(self, request: web.Request) -> web.Response:
         channel = request.match_info["channel"]
         digits = request.match_info["digits"]
@@ -1293,6 +1373,8 @@ class FakeSlack:
         app.router.add_get("/link/", self._link)
         app.router.add_post("/response/{token}", self._response_url)
         app.router.add_get("/archives/{channel}/p{digits}", self._permalink)
+        app.router.add_get("/files-pri/{file}/download/{name}", self._file)
+        app.router.add_get("/files-pri/{file}/{name}", self._file)
         return app
 
     @property

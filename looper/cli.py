@@ -305,6 +305,8 @@ async def messages(settings: Settings, thread_id: str | None) -> None:
         shown = await tutor.messages(thread.id)
         for message in shown:
             click.echo(f"{message.role}: {message.content}")
+            if message.attachments:
+                click.echo(f"  (attached: {', '.join(a.name for a in message.attachments)})")
         if shown and shown[-1].metadata.get("cut_off"):
             click.echo("(the last answer was cut off: `tutor ask continue` carries on)", err=True)
         if thread.failed:

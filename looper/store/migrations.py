@@ -165,6 +165,23 @@ def m009_message_askers(t: ColumnTypes) -> list[str]:
     ]
 
 
+def m010_attachments(t: ColumnTypes) -> list[str]:
+    """The files that came with questions, as the model reads them (image data in base64,
+    or text), in the order they were attached."""
+    return [
+        f"""CREATE TABLE attachments (
+            thread_id TEXT NOT NULL,
+            message_id {t.integer} NOT NULL,
+            position {t.integer} NOT NULL,
+            kind TEXT NOT NULL CHECK (kind IN ('image', 'text')),
+            name TEXT NOT NULL,
+            mime TEXT NOT NULL,
+            content TEXT NOT NULL,
+            PRIMARY KEY (thread_id, message_id, position),
+            FOREIGN KEY (thread_id, message_id) REFERENCES messages (thread_id, id))""",
+    ]
+
+
 MIGRATIONS: list[Callable[[ColumnTypes], list[str]]] = [
     m001_initial,
     m002_bindings_and_activity,
@@ -175,6 +192,7 @@ MIGRATIONS: list[Callable[[ColumnTypes], list[str]]] = [
     m007_usage_and_limits,
     m008_feedback,
     m009_message_askers,
+    m010_attachments,
 ]
 
 

@@ -18,6 +18,7 @@ from pydantic import BaseModel
 
 from looper.models import (
     AccessRule,
+    Attachment,
     BaseAssistant,
     ChatCompletionThread,
     Claim,
@@ -49,6 +50,8 @@ FEEDBACK_COLUMNS = (
     "created_at, updated_at"
 )
 MESSAGE_COLUMNS = "thread_id, id, role, content, metadata, external_id, created_at, asker"
+ATTACHMENT_COLUMNS = "thread_id, message_id, position, kind, name, mime, content"
+ADD_ATTACHMENT = f"INSERT INTO attachments ({ATTACHMENT_COLUMNS}) VALUES ({', '.join('?' * 7)})"
 ADD_ASSISTANT = f"INSERT INTO assistants ({ASSISTANT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)"
 ADD_THREAD = f"INSERT INTO threads ({THREAD_COLUMNS}) VALUES ({', '.join('?' * 18)})"
 ADD_MESSAGE = f"INSERT INTO messages ({MESSAGE_COLUMNS}) VALUES ({', '.join('?' * 8)})"
@@ -133,17 +136,47 @@ def _started(
     )
 
 
-def _first_values(thread: ChatCompletionThread, first: NewMessage) -> tuple[Any, ...]:
+def _first_message(thread: ChatCompletionThread, first: NewMessage) -> Message:
     """Message 1 of a new thread."""
-    message = Message(
+    return Message(
         id=1,
         thread_id=thread.id,
         role="user",
         content=first.content,
         created_at=thread.last_activity or thread.created_at,
         metadata=first.metadata,
+        attachments=first.attachments,
     )
-    return _message_values(message, first.external_id, first.asker)
+
+
+def _first_values(thread: ChatCompletionThread, first: NewMessage) -> tuple[Any, ...]:
+    """The row of message 1 of a new thread."""
+    return _message_values(_first_message(thread, first), first.external_id, first.asker)
+
+
+def _attachment_values(m: Message) -> list[tuple[Any, ...]]:
+    """The rows of a message's attachments, in their order."""
+    return [
+        (m.thread_id, m.id, position, a.kind, a.name, a.mime, a.content)
+        for position, a in enumerate(m.attachments)
+    ]
+
+
+async def _attachments_of(
+    db: Connection, thread_ids: list[str]
+) -> dict[tuple[str, int], list[Attachment]]:
+    """The attachments of the threads' messages, by (thread id, message id), in order."""
+    found: dict[tuple[str, int], list[Attachment]] = {}
+    for batch in _in_batches(thread_ids):
+        rows = await db.fetch(
+            f"SELECT {ATTACHMENT_COLUMNS} FROM attachments WHERE thread_id IN ({_marks(batch)}) "
+            "ORDER BY thread_id, message_id, position",
+            *batch,
+        )
+        for row in rows:
+            key = (row["thread_id"], int(row["message_id"]))
+            found.setdefault(key, []).append(Attachment.model_validate(dict(row)))
+    return found
 
 
 def _message_values(m: Message, external_id: str | None, asker: str | None) -> tuple[Any, ...]:
@@ -319,6 +352,11 @@ class Store(Ledger):
             await db.executemany(ADD_THREAD, map(_thread_values, keyless))
             added = [(t, f) for (t, f), r in zip(started, results, strict=True) if r is t]
             await db.executemany(ADD_MESSAGE, [_first_values(t, f) for t, f in added if f])
+            attached = [
+                row for t, f in added if f for row in _attachment_values(_first_message(t, f))
+            ]
+            if attached:
+                await db.executemany(ADD_ATTACHMENT, attached)
             if any(t.pending or t.awaiting_place for t, _ in added):
                 await self._announce_work(db, "threads")
         if any(t.pending or t.awaiting_place for t, _ in added):
@@ -436,8 +474,11 @@ class Store(Ledger):
             content=new.content,
             created_at=now,
             metadata=new.metadata,
+            attachments=new.attachments,
         )
         await db.execute(ADD_MESSAGE, *_message_values(message, new.external_id, new.asker))
+        if message.attachments:
+            await db.executemany(ADD_ATTACHMENT, _attachment_values(message))
         return message
 
     async def add_user_message(
@@ -448,8 +489,10 @@ class Store(Ledger):
         external_id: str | None = None,
         asker: str | None = None,
         place: str | None = None,
+        attachments: list[Attachment] | None = None,
     ) -> tuple[Message, bool]:
-        """Append a user message; returns it and whether it is new.
+        """Append a user message (with the files that came with it); returns it and whether
+        it is new.
 
         A message whose `external_id` (the front end's id for it) the thread already has is
         not added again: the stored one is returned with False.
@@ -470,6 +513,7 @@ class Store(Ledger):
                 external_id=external_id,
                 asker=asker,
                 place=place,
+                attachments=attachments or [],
             )
             message = await self._append(db, thread_id, "user", new)
             await self._announce_work(db, thread_id)
@@ -493,6 +537,9 @@ class Store(Ledger):
             )
             for row in rows:
                 found[row["thread_id"]].append(_parsed(Message, row))
+        attached = await _attachments_of(db, thread_ids)
+        for message in (m for messages in found.values() for m in messages):
+            message.attachments = attached.get((message.thread_id, message.id), [])
         return found
 
     # the looper's side
@@ -773,11 +820,15 @@ class Store(Ledger):
             feedback = await db.fetch(
                 f"SELECT {FEEDBACK_COLUMNS} FROM feedback ORDER BY thread_id, answers, person"
             )
+            attached = await _attachments_of(db, [r["id"] for r in threads])
+        stored = [_parsed(StoredMessage, r) for r in messages]
+        for message in stored:
+            message.attachments = attached.get((message.thread_id, message.id), [])
         return Snapshot(
             assistants=[_assistant(r) for r in assistants],
             bindings={r["place"]: r["assistant_id"] for r in bindings},
             threads=[_parsed(ChatCompletionThread, r) for r in threads],
-            messages=[_parsed(StoredMessage, r) for r in messages],
+            messages=stored,
             access={r["subject"]: r["rule"] for r in rules},
             limits={r["name"]: float(r["value"]) for r in limits},
             usage=[UsageRecord.model_validate(r) for r in usage],
@@ -802,6 +853,9 @@ class Store(Ledger):
             await db.executemany(ADD_THREAD, map(_thread_values, snapshot.threads))
             await db.executemany(
                 ADD_MESSAGE, [_message_values(m, m.external_id, m.asker) for m in snapshot.messages]
+            )
+            await db.executemany(
+                ADD_ATTACHMENT, [row for m in snapshot.messages for row in _attachment_values(m)]
             )
             await db.executemany(
                 "INSERT INTO access (subject, rule) VALUES (?, ?)", snapshot.access.items()
