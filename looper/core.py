@@ -21,7 +21,9 @@ from looper.budgets import (
     month_start,
 )
 from looper.deprecations import ModelUse, shutdown_warning
+from looper.materials import Unreadable, material_text, passages
 from looper.models import (
+    STYLES,
     AccessRule,
     AssistantFeedback,
     BaseAssistant,
@@ -29,8 +31,10 @@ from looper.models import (
     ChatCompletionThread,
     Conversation,
     Feedback,
+    Material,
     Message,
     NewMessage,
+    Style,
     UsageKey,
     UsageLine,
     Vote,
@@ -104,6 +108,24 @@ def duration(text: str) -> timedelta:
     return timedelta(**{UNITS[found.group(2)]: int(found.group(1))})
 
 
+def checked_style(style: str) -> Style:
+    """`direct` or `coach`; InvalidInput otherwise."""
+    for known in STYLES:
+        if style.strip().lower() == known:
+            return known
+    raise InvalidInput(f"{style!r} is not a style: use {' or '.join(STYLES)}")
+
+
+MATERIAL_NAME_CHARS = 200
+
+
+def checked_material_name(name: str) -> str:
+    name = " ".join(name.split())[:MATERIAL_NAME_CHARS]
+    if not name:
+        raise InvalidInput("the material has no name")
+    return name
+
+
 def checked_name(name: str) -> str:
     name = " ".join(name.split())
     if not name:
@@ -145,7 +167,11 @@ class Tutor:
             )
 
     async def add_assistant(
-        self, name: str | None = None, instructions: str | None = None, model: str | None = None
+        self,
+        name: str | None = None,
+        instructions: str | None = None,
+        model: str | None = None,
+        style: str | None = None,
     ) -> BaseAssistant:
         """Add an assistant; with no name and no instructions, the built-in Physics Tutor."""
         if name is None and instructions is None:
@@ -158,6 +184,8 @@ class Tutor:
             )
         if model is not None and not model.strip():
             raise InvalidInput("the model name is empty")
+        if style is not None:
+            assistant.style = checked_style(style)
         return await self.store.add_assistant(assistant)
 
     async def list_assistants(self) -> list[BaseAssistant]:
@@ -195,6 +223,7 @@ class Tutor:
         model: str | None = None,
         instructions: str | None = None,
         prompts: list[str] | None = None,
+        style: str | None = None,
     ) -> tuple[BaseAssistant, int]:
         """Change what is given of an assistant (id or name); everything is checked before
         anything is stored. A new model moves its threads too (see `move_assistant`).
@@ -211,10 +240,14 @@ class Tutor:
             changes["instructions"] = instructions.strip()
         if prompts is not None:
             changes["prompts"] = checked_prompts(prompts)
+        if style is not None:
+            changes["style"] = checked_style(style)
         if model is not None and not model.strip():
             raise InvalidInput("the model name is empty")
         if not changes and model is None:
-            raise InvalidInput("nothing to change: give a name, icon, model, instructions, prompts")
+            raise InvalidInput(
+                "nothing to change: give a name, icon, model, instructions, prompts or style"
+            )
         edited = assistant.model_copy(update=changes)
         if changes:
             await self.store.update_assistant(edited)
@@ -223,6 +256,35 @@ class Tutor:
             moved = await self.store.move_assistant(assistant.id, model.strip())
             edited.model = model.strip()
         return edited, moved
+
+    async def add_material(self, ref: str, name: str, data: bytes) -> Material:
+        """Give an assistant (id or name) a material: a text, Markdown or PDF file's bytes.
+        Raises InvalidInput for a file with no text to read."""
+        assistant = await self.find_assistant(ref)
+        name = checked_material_name(name)
+        try:
+            text = material_text(name, data)
+        except Unreadable as exc:
+            raise InvalidInput(str(exc)) from None
+        cut = passages(text)
+        material = Material(
+            assistant_id=assistant.id,
+            name=name,
+            size=len(data),
+            tokens=sum(tokens for _, tokens in cut),
+        )
+        await self.store.add_material(material, text, cut)
+        return material
+
+    async def materials(self, ref: str) -> tuple[BaseAssistant, list[Material]]:
+        """An assistant (id or name) and its materials, oldest first."""
+        assistant = await self.find_assistant(ref)
+        return assistant, await self.store.list_materials(assistant.id)
+
+    async def remove_material(self, ref: str, material_id: str) -> Material:
+        """Take a material from an assistant (id or name). Raises NotFound."""
+        assistant = await self.find_assistant(ref)
+        return await self.store.remove_material(assistant.id, material_id.strip())
 
     async def model_warnings(self) -> list[str]:
         """One line for each model in use that OpenAI has announced it will shut down."""

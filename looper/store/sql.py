@@ -35,8 +35,9 @@ from looper.store.dialect import Connection, Dialect, Row
 from looper.store.errors import Conflict, LeaseLost, NotFound
 from looper.store.ledger import ADD_USAGE, USAGE_COLUMNS, Ledger, add_usage, usage_values
 from looper.store.migrations import SCHEMA_VERSION, migrate
+from looper.store.shelf import Shelf
 
-ASSISTANT_COLUMNS = "id, name, instructions, model, created_at, icon, prompts"
+ASSISTANT_COLUMNS = "id, name, instructions, model, created_at, icon, prompts, style"
 BOUND_ASSISTANT = ", ".join(f"a.{column}" for column in ASSISTANT_COLUMNS.split(", "))
 THREAD_COLUMNS = (
     "id, assistant_id, chat_completion_model, metadata, external_key, created_at, "
@@ -48,7 +49,7 @@ FEEDBACK_COLUMNS = (
     "created_at, updated_at"
 )
 MESSAGE_COLUMNS = "thread_id, id, role, content, metadata, external_id, created_at, asker"
-ADD_ASSISTANT = f"INSERT INTO assistants ({ASSISTANT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)"
+ADD_ASSISTANT = f"INSERT INTO assistants ({ASSISTANT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 ADD_THREAD = f"INSERT INTO threads ({THREAD_COLUMNS}) VALUES ({', '.join('?' * 18)})"
 ADD_MESSAGE = f"INSERT INTO messages ({MESSAGE_COLUMNS}) VALUES ({', '.join('?' * 8)})"
 SEEN_MESSAGE = f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE thread_id = ? AND external_id = ?"
@@ -80,7 +81,10 @@ def _parsed(model: type[M], row: Row) -> M:
 
 
 def _assistant_values(a: BaseAssistant) -> tuple[Any, ...]:
-    return (a.id, a.name, a.instructions, a.model, a.created_at, a.icon, json.dumps(a.prompts))
+    return (
+        *(a.id, a.name, a.instructions, a.model, a.created_at, a.icon, json.dumps(a.prompts)),
+        a.style,
+    )
 
 
 def _assistant(row: Row) -> BaseAssistant:
@@ -138,7 +142,7 @@ def _message_values(m: Message, external_id: str | None, asker: str | None) -> t
     return (m.thread_id, m.id, m.role, m.content, metadata, external_id, m.created_at, asker)
 
 
-class Store(Ledger):
+class Store(Ledger, Shelf):
     """Assistants, threads and messages in one SQL database (and the ledger of usage)."""
 
     def __init__(self, dialect: Dialect) -> None:
@@ -189,12 +193,12 @@ class Store(Ledger):
         return [_assistant(r) for r in rows]
 
     async def update_assistant(self, assistant: BaseAssistant) -> None:
-        """Store an assistant's new name, instructions, model, icon and prompts (its id and
-        creation time stay). Raises NotFound."""
+        """Store an assistant's new name, instructions, model, icon, prompts and style (its
+        id and creation time stay). Raises NotFound."""
         async with self.dialect.connection() as db:
             changed = await db.execute(
                 "UPDATE assistants SET name = ?, instructions = ?, model = ?, icon = ?, "
-                "prompts = ? WHERE id = ?",
+                "prompts = ?, style = ? WHERE id = ?",
                 *_assistant_values(assistant)[1:4],
                 *_assistant_values(assistant)[5:],
                 assistant.id,
