@@ -43,7 +43,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, quote
 
 from aiohttp import WSMsgType, web
 
@@ -67,6 +67,8 @@ PROMPTS_LIMIT = 4  # suggested prompts a thread may show
 RESTRICTED_PAGE = 15  # messages a call under Slack's restricted history limit
 TRIGGER_SECONDS = 3.0  # a trigger_id opens a view only this soon after its interaction
 CUSTOMIZE = "chat:write.customize"
+FILES_READ = "files:read"
+SIGN_IN_PAGE = "<!DOCTYPE html><html><body>Sign in to Slack</body></html>"
 CONTEXT_ACTION_TYPES = {"feedback_buttons", "icon_button"}
 CONVERSATION_TYPES = {"public_channel", "private_channel", "mpim", "im"}
 # What notifies a whole channel or user group where Slack parses a message's text.
@@ -162,6 +164,8 @@ class FakeSlack:
     finished: dict[str, int] = field(default_factory=dict)  # channel: answers finished there
     scopes: set[str] | None = None  # the bot's granted scopes; None: every scope
     views: list[dict[str, Any]] = field(default_factory=list)  # opened with views.open
+    files: dict[str, tuple[dict[str, Any], bytes]] = field(default_factory=dict)  # id: file
+    downloads: list[str] = field(default_factory=list)  # ids of files handed over
     base_url: str = ""
 
     def __post_init__(self) -> None:
@@ -501,6 +505,32 @@ class FakeSlack:
             "trigger_id": f"trigger.{uuid.uuid4().hex}",
             "response_url": f"{self.root_url}/response/{uuid.uuid4().hex}",
         }
+
+    def upload_file(
+        self, user: str, name: str, content: bytes, filetype: str = "text"
+    ) -> dict[str, Any]:
+        """A user uploads a file (e.g. in a modal's file input); returns its file object as
+        Slack shows it. Its private URLs hand the file over only for the bot token (with the
+        files:read scope); otherwise Slack answers with its sign-in page."""
+        file_id = f"F{uuid.uuid4().hex[:10].upper()}"
+        private = f"{self.root_url}/files-pri/{TEAM}-{file_id}"
+        shown = {
+            "id": file_id,
+            "created": int(time.time()),
+            "timestamp": int(time.time()),
+            "name": name,
+            "title": name,
+            "mimetype": "application/pdf" if filetype == "pdf" else "text/plain",
+            "filetype": filetype,
+            "user": user,
+            "size": len(content),
+            "is_public": False,
+            "url_private": f"{private}/{quote(name)}",
+            "url_private_download": f"{private}/download/{quote(name)}",
+        }
+        with self._lock:
+            self.files[file_id] = (shown, content)
+        return shown
 
     def submit_view(self, user: str, view_id: str, values: dict[str, dict[str, Any]]) -> str:
         """A user submits a modal opened with views.open; `values` by block id, then action
@@ -1277,6 +1307,18 @@ class FakeSlack:
         self._notify()
         return web.Response(text="ok")
 
+    async def _private_file(self, request: web.Request) -> web.Response:
+        file_id = request.match_info["team_file"].removeprefix(f"{TEAM}-")
+        granted = self.scopes is None or FILES_READ in self.scopes
+        authorized = request.headers.get("Authorization") == f"Bearer {BOT_TOKEN}"
+        with self._lock:
+            found = self.files.get(file_id)
+            if found is None or not (granted and authorized):
+                return web.Response(text=SIGN_IN_PAGE, content_type="text/html")
+            self.downloads.append(file_id)
+        shown, content = found
+        return web.Response(body=content, content_type=shown["mimetype"])
+
     async def _permalink(self, request: web.Request) -> web.Response:
         channel = request.match_info["channel"]
         digits = request.match_info["digits"]
@@ -1293,6 +1335,8 @@ class FakeSlack:
         app.router.add_get("/link/", self._link)
         app.router.add_post("/response/{token}", self._response_url)
         app.router.add_get("/archives/{channel}/p{digits}", self._permalink)
+        app.router.add_get("/files-pri/{team_file}/download/{name}", self._private_file)
+        app.router.add_get("/files-pri/{team_file}/{name}", self._private_file)
         return app
 
     @property
