@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import logging
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from looper.models import Passage
@@ -103,10 +104,14 @@ def stem(word: str) -> str:
     return word
 
 
-def coverage(words: list[str], passage: Passage) -> int:
-    """How many of the question's words the passage holds."""
-    held = {stem(word) for word in WORDS.findall(passage.content.lower())}
-    return sum(stem(word) in held for word in words)
+def coverage(words: list[str]) -> Callable[[Passage], int]:
+    """How many of the question's words a passage holds (a word counts when a passage's
+    word starts with its stem): one scan of each passage."""
+    stems = sorted({stem(word) for word in words}, key=len, reverse=True)
+    if not stems:
+        return lambda passage: 0
+    held = re.compile(r"\b(" + "|".join(map(re.escape, stems)) + ")", re.IGNORECASE)
+    return lambda passage: len({found.lower() for found in held.findall(passage.content)})
 
 
 def fenced(name: str, text: str, part: int | None = None) -> str:
@@ -147,9 +152,8 @@ class Reference:
         question's words together; so those holding more of its words come first."""
         words = query_words(question)
         found = await self.store.search_passages(assistant_id, words, CANDIDATES)
-        return sorted(
-            found, key=lambda passage: -coverage(words, passage)
-        )  # stable: ties keep rank
+        held = coverage(words)
+        return sorted(found, key=lambda passage: -held(passage))  # stable: ties keep rank
 
     def within_budget(self, found: list[Passage]) -> list[Passage]:
         """The best passages whose tokens (with their tags) fit the budget together."""
