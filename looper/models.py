@@ -74,6 +74,13 @@ class Material(BaseModel):
     created_at: datetime = Field(default_factory=utcnow)
 
 
+class StoredMaterial(Material):
+    """A material as exported: with its text and its passages (text, tokens), in order."""
+
+    content: str
+    passages: list[tuple[str, int]] = Field(default_factory=list)
+
+
 class Passage(BaseModel):
     """A stretch of a material's text (`seq` counts from 0), as the search found it."""
 
@@ -242,6 +249,7 @@ class Snapshot(BaseModel):
     limits: dict[str, float] = Field(default_factory=dict)
     usage: list[UsageRecord] = Field(default_factory=list)
     feedback: list[Feedback] = Field(default_factory=list)
+    materials: list[StoredMaterial] = Field(default_factory=list)
 
 
 class PendingSummary(BaseModel):

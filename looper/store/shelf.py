@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from looper.models import Material, Passage
-from looper.store.dialect import Dialect, Row
+from looper.models import Material, Passage, StoredMaterial
+from looper.store.dialect import Connection, Dialect, Row
 from looper.store.errors import NotFound
 
 MATERIAL_COLUMNS = "id, assistant_id, name, size, tokens, created_at"
@@ -59,18 +59,41 @@ class Shelf:
             known = "SELECT 1 FROM assistants WHERE id = ?"
             if await db.fetchval(known, material.assistant_id) is None:
                 raise NotFound(f"no assistant {material.assistant_id!r}")
-            await db.execute(
-                ADD_MATERIAL,
-                *(material.id, material.assistant_id, material.name, material.size),
-                *(material.tokens, material.created_at, content),
+            await self._put_materials(
+                db, [StoredMaterial(**material.model_dump(), content=content, passages=passages)]
             )
-            await db.executemany(
-                ADD_PASSAGE,
-                [
-                    (material.id, material.assistant_id, seq, text, tokens)
-                    for seq, (text, tokens) in enumerate(passages)
-                ],
-            )
+
+    @staticmethod
+    async def _put_materials(db: Connection, materials: list[StoredMaterial]) -> None:
+        await db.executemany(
+            ADD_MATERIAL,
+            [
+                (m.id, m.assistant_id, m.name, m.size, m.tokens, m.created_at, m.content)
+                for m in materials
+            ],
+        )
+        await db.executemany(
+            ADD_PASSAGE,
+            [
+                (m.id, m.assistant_id, seq, text, tokens)
+                for m in materials
+                for seq, (text, tokens) in enumerate(m.passages)
+            ],
+        )
+
+    @staticmethod
+    async def _all_materials(db: Connection) -> list[StoredMaterial]:
+        """Every material with its passages (for an export)."""
+        rows = await db.fetch(
+            f"SELECT {MATERIAL_COLUMNS}, content FROM materials ORDER BY created_at, id"
+        )
+        passages = await db.fetch(
+            "SELECT material_id, content, tokens FROM material_passages ORDER BY material_id, seq"
+        )
+        cut: dict[str, list[tuple[str, int]]] = {}
+        for p in passages:
+            cut.setdefault(p["material_id"], []).append((p["content"], int(p["tokens"])))
+        return [StoredMaterial(**r, passages=cut.get(r["id"], [])) for r in rows]
 
     async def list_materials(self, assistant_id: str) -> list[Material]:
         """An assistant's materials, oldest first."""

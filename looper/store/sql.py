@@ -751,6 +751,7 @@ class Store(Ledger, Shelf):
             feedback = await db.fetch(
                 f"SELECT {FEEDBACK_COLUMNS} FROM feedback ORDER BY thread_id, answers, person"
             )
+            materials = await self._all_materials(db)
         return Snapshot(
             assistants=[_assistant(r) for r in assistants],
             bindings={r["place"]: r["assistant_id"] for r in bindings},
@@ -760,6 +761,7 @@ class Store(Ledger, Shelf):
             limits={r["name"]: float(r["value"]) for r in limits},
             usage=[UsageRecord.model_validate(r) for r in usage],
             feedback=[Feedback.model_validate(dict(r)) for r in feedback],
+            materials=materials,
         )
 
     async def import_all(self, snapshot: Snapshot) -> None:
@@ -792,6 +794,7 @@ class Store(Ledger, Shelf):
                 f"INSERT INTO feedback ({FEEDBACK_COLUMNS}) VALUES ({_marks(range(10))})",
                 [_feedback_values(f) for f in snapshot.feedback],
             )
+            await self._put_materials(db, snapshot.materials)
             await self._announce_work(db, "import")
         self.notify_work()
 
