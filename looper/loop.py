@@ -219,9 +219,11 @@ class Looper:
 
     async def _system_prompt(self, job: Job) -> str:
         """The assistant's instructions and style, and what of its materials the questions
-        need (the trimmer keeps the system message whole, so it counts them)."""
+        need: at most a quarter of the prompt's room, so that a small window still holds
+        the thread (the trimmer keeps the system message whole, so it counts them)."""
         question = unanswered(job.messages, job.thread.hwm)
-        reference = await self.reference.for_question(job.assistant.id, question)
+        room = await self.completer.prompt_room(job.thread.chat_completion_model)
+        reference = await self.reference.for_question(job.assistant.id, question, room // 4)
         return system_prompt(job.assistant, reference)
 
     def _usage(self, job: Job, usage: Usage | None, at: datetime) -> UsageRecord:

@@ -131,9 +131,14 @@ class Reference:
     store: Store
     budget: int = DEFAULT_TOKENS
 
-    async def for_question(self, assistant_id: str, question: str) -> str:
-        """The reference block for the system message; empty when there is nothing to add."""
-        room = self.budget - HEADER_TOKENS
+    async def for_question(self, assistant_id: str, question: str, room: int | None = None) -> str:
+        """The reference block for the system message, within `room` tokens too when given;
+        empty when there is nothing to add."""
+        budget = self.budget if room is None else min(self.budget, room)
+        return await self._within(assistant_id, question, budget)
+
+    async def _within(self, assistant_id: str, question: str, budget: int) -> str:
+        room = budget - HEADER_TOKENS
         if room <= WRAPPER_TOKENS:
             return ""
         total = await self.store.material_tokens(assistant_id)
@@ -144,7 +149,7 @@ class Reference:
             if total + WRAPPER_TOKENS * len(whole) <= room:
                 return block([fenced(name, text) for name, text in whole])
         found = await self.passages(assistant_id, question)
-        return block([fenced(p.name, p.content, p.seq) for p in self.within_budget(found)])
+        return block([fenced(p.name, p.content, p.seq) for p in within(found, room)])
 
     async def passages(self, assistant_id: str, question: str) -> list[Passage]:
         """The passages that answer `question` best, best first: the database ranks them by
@@ -155,16 +160,16 @@ class Reference:
         held = coverage(words)
         return sorted(found, key=lambda passage: -held(passage))  # stable: ties keep rank
 
-    def within_budget(self, found: list[Passage]) -> list[Passage]:
-        """The best passages whose tokens (with their tags) fit the budget together."""
-        chosen: list[Passage] = []
-        left = self.budget - HEADER_TOKENS
-        for passage in found:
-            cost = passage.tokens + WRAPPER_TOKENS
-            if cost <= left:
-                chosen.append(passage)
-                left -= cost
-        return chosen
+
+def within(found: list[Passage], room: int) -> list[Passage]:
+    """The best passages whose tokens (with their tags) fit `room` together."""
+    chosen: list[Passage] = []
+    for passage in found:
+        cost = passage.tokens + WRAPPER_TOKENS
+        if cost <= room:
+            chosen.append(passage)
+            room -= cost
+    return chosen
 
 
 def block(parts: list[str]) -> str:

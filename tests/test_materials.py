@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from bench.course import Course, course, question_set
-from fakes.openai_server import API_KEY, FakeOpenAI
+from fakes.openai_server import API_KEY, FakeOpenAI, LocalModel
 from looper.completion import Completer, make_client
 from looper.context import COACH
 from looper.core import InvalidInput, Tutor
@@ -158,3 +158,29 @@ async def test_a_direct_assistant_without_materials_sends_its_instructions_alone
     await asyncio.to_thread(fake_openai.wait_requests, 1, 10.0, True)
     system = fake_openai.requests[0].body["messages"][0]
     assert system == {"role": "system", "content": "Answer plainly."}
+
+
+async def test_a_small_window_takes_a_quarter_of_its_room_in_materials(
+    tutor: Tutor, store: Store, big_course: Course
+) -> None:
+    local = FakeOpenAI(local_model=LocalModel(4096)).start()  # a model tutor does not know
+    client = make_client(API_KEY, local.base_url, 10)
+    completer = Completer(client, max_completion_tokens=1024, base_delay=0.01)
+    looper = Looper(store, completer, RecordingSink(), poll_interval=30)
+    task = asyncio.create_task(looper.run())
+    try:
+        assistant = await with_course(tutor, big_course)
+        question = big_course.questions[200]
+        thread = await tutor.add_thread(assistant.id, "local-model")
+        await tutor.ask(question.text, thread.id)
+        await asyncio.to_thread(local.wait_requests, 1, 10.0, True)
+        [request] = local.requests
+        assert request.status == 200
+        system = request.body["messages"][0]["content"]
+        room = await completer.prompt_room("local-model")
+        assert question.answer in system
+        assert COUNTER.text(system.removeprefix("You teach geography.\n\n")) <= room // 4
+    finally:
+        looper.stop()
+        await asyncio.wait_for(task, 10)
+        local.stop()
