@@ -126,6 +126,12 @@ def checked_material_name(name: str) -> str:
     return name
 
 
+def read_and_cut(name: str, data: bytes) -> tuple[str, list[tuple[str, int]]]:
+    """A material file's text and its passages (with their tokens)."""
+    text = material_text(name, data)
+    return text, passages(text)
+
+
 def checked_name(name: str) -> str:
     name = " ".join(name.split())
     if not name:
@@ -263,10 +269,10 @@ class Tutor:
         assistant = await self.find_assistant(ref)
         name = checked_material_name(name)
         try:
-            text = material_text(name, data)
+            # Reading a long PDF and counting its tokens takes a while: not on the event loop.
+            text, cut = await asyncio.to_thread(read_and_cut, name, data)
         except Unreadable as exc:
             raise InvalidInput(str(exc)) from None
-        cut = passages(text)
         material = Material(
             assistant_id=assistant.id,
             name=name,
