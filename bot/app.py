@@ -25,6 +25,7 @@ from bot.files import FileReader
 from bot.formatting import FEEDBACK_ACTION, RETRY_ACTION
 from bot.health import HealthServer
 from bot.home import HomeTab
+from bot.materials import MATERIALS_VIEW
 from bot.messages_tab import MessagesTab
 from bot.middleware import AckFirst, ParseCommand
 from bot.pacing import Pacer
@@ -121,6 +122,7 @@ def build_apps(
     feedback = FeedbackHandlers(tutor, api)
     app.action(FEEDBACK_ACTION)(feedback.on_click)
     app.view(COMMENT_VIEW)(feedback.on_comment)
+    app.view(MATERIALS_VIEW)(commands.materials.on_submit)
     events_app = AsyncApp(client=api.client, name="tutor-events", process_before_response=True)
     events_app.event("message")(events.on_message)
     events_app.event("app_mention")(events.on_mention)

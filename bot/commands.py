@@ -27,6 +27,14 @@ from bot.background import Background
 from bot.feedback import feedback_report
 from bot.formatting import NOT_IN_CHANNEL, mrkdwn_safe
 from bot.links import thread_link
+from bot.materials import (
+    ADD_USAGE,
+    RM_USAGE,
+    MaterialsHandlers,
+    materials_add,
+    materials_ls,
+    materials_rm,
+)
 from bot.middleware import INVOCATION
 from bot.places import (
     USER,
@@ -65,6 +73,7 @@ class Command:
     respond: Callable[..., Awaitable[Any]]
     response_url: str = ""
     ack: AsyncAck | None = None
+    trigger_id: str = ""  # to open a modal
 
     async def tell(self, text: str) -> None:
         if self.ack is not None and self.ack.response is None:
@@ -91,6 +100,7 @@ class TutorCommands:
         self.admins = admins
         self.access = access
         self.later = Background()
+        self.materials = MaterialsHandlers(tutor, api, admins)
 
     async def run(
         self, command: dict[str, Any], ack: AsyncAck, respond: Any, context: AsyncBoltContext
@@ -122,6 +132,7 @@ class TutorCommands:
             respond=respond,
             response_url=command.get("response_url", ""),
             ack=ack,
+            trigger_id=command.get("trigger_id", ""),
         )
 
     async def _run(self, route: Route, call: Command) -> None:
@@ -189,6 +200,7 @@ class TutorCommands:
                 icon=value if field == "icon" else None,
                 model=value if field == "model" else None,
                 instructions=value if field == "instructions" else None,
+                style=value if field == "style" else None,
             )
         also = f" ({moved} of its threads moved too)" if field == "model" else ""
         await call.tell(
@@ -307,9 +319,10 @@ def listed(rules: dict[str, AccessRule], rule: AccessRule) -> str:
     return ", ".join(shown_subject(s) for s, r in rules.items() if r == rule) or "none"
 
 
-EDITABLE = ("name", "icon", "model", "instructions", "prompts")
+EDITABLE = ("name", "icon", "model", "instructions", "prompts", "style")
 EDIT_USAGE = (
-    "Usage: `/tutor assistant edit <assistant> name|icon|model|instructions|prompts <value>`, "
+    "Usage: `/tutor assistant edit <assistant> name|icon|model|instructions|prompts|style "
+    "<value>` (style: coach or direct), "
     'e.g. `/tutor assistant edit "Physics Tutor" icon :telescope:` or '
     '`… prompts "Why is the sky blue?" "What is gravity?"`'
 )
@@ -339,7 +352,7 @@ def split_edit(text: str) -> tuple[str, str, str]:
     ref, field, value = " ".join(before), (word or "").lower(), stream.read().strip()
     if not ref or not field or not value:
         raise UserError(EDIT_USAGE)
-    if field in ("name", "icon", "model"):
+    if field in ("name", "icon", "model", "style"):
         value = " ".join(words(value))
     elif field == "instructions" and len(value) > 1 and value[0] == value[-1] in "\"'":
         value = value[1:-1]
@@ -409,11 +422,37 @@ ROUTES = (
     Route(
         "assistant edit",
         TutorCommands.edit_assistant,
-        "change an assistant (prompts: up to four, quoted)",
-        "<assistant> name|icon|model|instructions|prompts <value>",
+        "change an assistant (prompts: up to four, quoted; style: coach|direct)",
+        "<assistant> name|icon|model|instructions|prompts|style <value>",
         admin_only=True,
         needs_text=True,
         when_missing=EDIT_USAGE,
+    ),
+    Route(
+        "assistant materials add",
+        materials_add,
+        "upload notes, an answer key, a rubric (only the model reads them)",
+        "<assistant>",
+        admin_only=True,
+        needs_text=True,
+        when_missing=ADD_USAGE,
+    ),
+    Route(
+        "assistant materials ls",
+        materials_ls,
+        "an assistant's materials: names and sizes",
+        "<assistant>",
+        admin_only=True,
+        needs_text=True,
+    ),
+    Route(
+        "assistant materials rm",
+        materials_rm,
+        "take a material away",
+        "<assistant> <material id>",
+        admin_only=True,
+        needs_text=True,
+        when_missing=RM_USAGE,
     ),
     Route(
         "use",

@@ -16,6 +16,7 @@ import logging
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 import pypdf
@@ -115,6 +116,7 @@ class FileReader:
     def __init__(self, api: SlackApi, max_bytes: int) -> None:
         self.api = api
         self.max_bytes = max_bytes
+        self.downloader = Downloader(api, max_bytes)
 
     async def read(self, files: list[dict[str, Any]]) -> Collected:
         collected = Collected()
@@ -137,10 +139,7 @@ class FileReader:
         kind = kind_of(file)
         if kind is None or file.get("mode") in ("external", "tombstone"):
             raise Skipped(f"unsupported type {file.get('filetype') or file.get('mimetype')}")
-        size = int(file.get("size") or 0)
-        if size > self.max_bytes:
-            raise Skipped(f"too large: {megabytes(size)}, the limit is {megabytes(self.max_bytes)}")
-        data = await self._download(file)
+        data = await self.downloader.fetch(file)
         name = name_of(file)
         if kind == "image":
             mime = image_mime(data)
@@ -151,15 +150,37 @@ class FileReader:
         mime = str(file.get("mimetype") or "text/plain")
         return Attachment(kind="text", name=name, mime=mime, content=text)
 
-    async def _download(self, file: dict[str, Any]) -> bytes:
-        url = file.get("url_private_download") or file.get("url_private")
+
+class Downloader:
+    """Fetches a file Slack shared with the bot token: only from Slack's own hosts (or the
+    Web API's, as in tests), and no more than `max_bytes`. Raises Skipped, saying why."""
+
+    def __init__(self, api: SlackApi, max_bytes: int) -> None:
+        self.api = api
+        self.max_bytes = max_bytes
+
+    async def fetch(self, file: dict[str, Any]) -> bytes:
+        url = str(file.get("url_private_download") or file.get("url_private") or "")
         if not url:
             raise Skipped("download failed: Slack gave no URL")
+        if not self._from_slack(url):
+            raise Skipped("download failed: not a Slack address")
+        size = int(file.get("size") or 0)
+        if size > self.max_bytes:
+            raise Skipped(f"too large: {megabytes(size)}, the limit is {megabytes(self.max_bytes)}")
         mime = str(file.get("mimetype") or "")
         try:
-            return await asyncio.wait_for(self._fetch(str(url), mime), DOWNLOAD_SECONDS)
+            return await asyncio.wait_for(self._fetch(url, mime), DOWNLOAD_SECONDS)
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
             raise Skipped(f"download failed: {type(exc).__name__}") from exc
+
+    def _from_slack(self, url: str) -> bool:
+        """Only Slack's own hosts get the bot token."""
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        if host == urlsplit(self.api.client.base_url).hostname:
+            return True
+        return parts.scheme == "https" and (host == "slack.com" or host.endswith(".slack.com"))
 
     async def _fetch(self, url: str, mime: str) -> bytes:
         session = self.api.client.session
@@ -171,6 +192,8 @@ class FileReader:
     async def _get(self, session: aiohttp.ClientSession, url: str, mime: str) -> bytes:
         headers = {"Authorization": f"Bearer {self.api.client.token}"}
         async with session.get(url, headers=headers) as response:
+            if response.status in (401, 403):
+                raise Skipped(f"download failed: HTTP {response.status} (no files:read scope?)")
             if response.status != 200:
                 raise Skipped(f"download failed: HTTP {response.status}")
             if response.content_type == "text/html" and mime != "text/html":  # a sign-in page

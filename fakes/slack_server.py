@@ -73,6 +73,7 @@ PROMPTS_LIMIT = 4  # suggested prompts a thread may show
 RESTRICTED_PAGE = 15  # messages a call under Slack's restricted history limit
 TRIGGER_SECONDS = 3.0  # a trigger_id opens a view only this soon after its interaction
 CUSTOMIZE = "chat:write.customize"
+FILES_READ = "files:read"
 CONTEXT_ACTION_TYPES = {"feedback_buttons", "icon_button"}
 CONVERSATION_TYPES = {"public_channel", "private_channel", "mpim", "im"}
 # What notifies a whole channel or user group where Slack parses a message's text.
@@ -556,6 +557,14 @@ class FakeSlack:
             "trigger_id": f"trigger.{uuid.uuid4().hex}",
             "response_url": f"{self.root_url}/response/{uuid.uuid4().hex}",
         }
+
+    def upload_file(
+        self, user: str, name: str, content: bytes, filetype: str = "text"
+    ) -> dict[str, Any]:
+        """A user uploads a text or PDF file (e.g. in a modal's file input); its file object
+        as Slack shows it (see `upload`)."""
+        mimetype = "application/pdf" if filetype == "pdf" else "text/plain"
+        return self.upload(name, content, mimetype, filetype, user)
 
     def submit_view(self, user: str, view_id: str, values: dict[str, dict[str, Any]]) -> str:
         """A user submits a modal opened with views.open; `values` by block id, then action
@@ -1349,7 +1358,7 @@ class FakeSlack:
             broken = file_id in self.broken_downloads
         if auth != f"Bearer {BOT_TOKEN}":
             return 401, b""
-        if self.scopes is not None and "files:read" not in self.scopes:
+        if self.scopes is not None and FILES_READ not in self.scopes:
             return 403, b""
         if data is None:
             return 404, b""

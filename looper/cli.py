@@ -59,7 +59,7 @@ class Text(click.ParamType[str]):
         return text
 
 
-TEXT = Text()
+TEXT: Text = Text()
 
 
 def describe(param: click.Parameter | None) -> str:
@@ -148,19 +148,28 @@ async def assistant_ls(settings: Settings) -> None:
         click.echo(f"{a.id}\t{a.name}\t{a.icon or '-'}\t{a.model or '-'}\t{summary[:70]}")
 
 
+STYLE = click.Choice(["direct", "coach"], case_sensitive=False)
+STYLE_HELP = "direct: answers plainly; coach: guides with questions and hints first."
+
+
 @assistant.command("add")
 @click.option("--name", type=TEXT, help="Display name.")
 @click.option(
     "--instructions", type=TEXT, help="System prompt. Without options: the Physics Tutor."
 )
 @click.option("--model", type=TEXT, help="Model for this assistant's new threads.")
+@click.option("--style", type=STYLE, help=STYLE_HELP + "  [default: direct]")
 @click.pass_obj
 @run_async
 async def assistant_add(
-    settings: Settings, name: str | None, instructions: str | None, model: str | None
+    settings: Settings,
+    name: str | None,
+    instructions: str | None,
+    model: str | None,
+    style: str | None,
 ) -> None:
     """Add an assistant and print its id."""
-    added = await with_tutor(settings, lambda t: t.add_assistant(name, instructions, model))
+    added = await with_tutor(settings, lambda t: t.add_assistant(name, instructions, model, style))
     click.echo(f"added assistant {added.name!r}", err=True)
     click.echo(added.id)
 
@@ -202,6 +211,7 @@ async def assistant_move(
     type=TEXT,
     help="A question to suggest to newcomers; up to four (replaces the earlier ones).",
 )
+@click.option("--style", type=STYLE, help=STYLE_HELP)
 @click.pass_obj
 @run_async
 async def assistant_edit(
@@ -212,12 +222,19 @@ async def assistant_edit(
     model: str | None,
     instructions: str | None,
     prompts: tuple[str, ...],
+    style: str | None,
 ) -> None:
     """Change an assistant (id or name): what is given changes, the rest stays."""
     edited, moved = await with_tutor(
         settings,
         lambda t: t.edit_assistant(
-            assistant_ref, name, icon, model, instructions, list(prompts) if prompts else None
+            assistant_ref,
+            name,
+            icon,
+            model,
+            instructions,
+            list(prompts) if prompts else None,
+            style,
         ),
     )
     click.echo(f"edited assistant {edited.name!r} ({edited.id})")
@@ -477,6 +494,10 @@ def stop_on_signals(stop: Callable[[], None]) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop)
 
+
+from looper.materials_cli import materials  # noqa: E402 (it builds on this module)
+
+assistant.add_command(materials)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -207,6 +207,11 @@ class Completer:
         for client in self.clients:
             await client.close()
 
+    async def prompt_room(self, model: str) -> int:
+        """How many tokens (of our count) a prompt to `model` may take."""
+        window = await self.windows.window(model, self.clients[0])
+        return window.prompt_budget(self.max_completion_tokens)
+
     async def complete(self, model: str, whole: Chat, target: DeltaTarget) -> Completion:
         counter = TokenCounter(model)
         window = await self.windows.window(model, self.clients[0])

@@ -9,12 +9,31 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from looper.models import Attachment, Message
+from looper.models import Attachment, BaseAssistant, Message
 from looper.tokens import PER_MESSAGE, PER_REPLY, ChatMessage, TokenCounter
 
 Chat = list[ChatMessage]
 Content = str | list[dict[str, Any]]
 BACKTICKS = re.compile(r"`{3,}")
+
+
+COACH = (
+    "Teaching style: coach. Guide the student to the answer with questions and hints, one "
+    "step at a time. Do not give the final answer, a full worked solution or anything from "
+    "an answer key before the student has shown their own attempt; once they have tried, "
+    "check their work, point to what is wrong and let them fix it."
+)
+
+
+def system_prompt(assistant: BaseAssistant, reference: str = "") -> str:
+    """The assistant's instructions, its teaching style's, then the reference material."""
+    style = COACH if assistant.style == "coach" else ""
+    return "\n\n".join(part for part in (assistant.instructions, style, reference) if part)
+
+
+def unanswered(messages: list[Message], hwm: int) -> str:
+    """The text of the questions an answer is due for (what materials are searched with)."""
+    return "\n".join(m.content for m in messages if m.role == "user" and m.id > hwm)
 
 
 class ContextTooLarge(Exception):

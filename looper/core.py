@@ -21,7 +21,9 @@ from looper.budgets import (
     month_start,
 )
 from looper.deprecations import ModelUse, shutdown_warning
+from looper.materials import Unreadable, material_text, passages
 from looper.models import (
+    STYLES,
     AccessRule,
     AssistantFeedback,
     Attachment,
@@ -30,8 +32,10 @@ from looper.models import (
     ChatCompletionThread,
     Conversation,
     Feedback,
+    Material,
     Message,
     NewMessage,
+    Style,
     UsageKey,
     UsageLine,
     Vote,
@@ -105,6 +109,30 @@ def duration(text: str) -> timedelta:
     return timedelta(**{UNITS[found.group(2)]: int(found.group(1))})
 
 
+def checked_style(style: str) -> Style:
+    """`direct` or `coach`; InvalidInput otherwise."""
+    for known in STYLES:
+        if style.strip().lower() == known:
+            return known
+    raise InvalidInput(f"{style!r} is not a style: use {' or '.join(STYLES)}")
+
+
+MATERIAL_NAME_CHARS = 200
+
+
+def checked_material_name(name: str) -> str:
+    name = " ".join(name.split())[:MATERIAL_NAME_CHARS]
+    if not name:
+        raise InvalidInput("the material has no name")
+    return name
+
+
+def read_and_cut(name: str, data: bytes) -> tuple[str, list[tuple[str, int]]]:
+    """A material file's text and its passages (with their tokens)."""
+    text = material_text(name, data)
+    return text, passages(text)
+
+
 def checked_name(name: str) -> str:
     name = " ".join(name.split())
     if not name:
@@ -147,7 +175,11 @@ class Tutor:
             )
 
     async def add_assistant(
-        self, name: str | None = None, instructions: str | None = None, model: str | None = None
+        self,
+        name: str | None = None,
+        instructions: str | None = None,
+        model: str | None = None,
+        style: str | None = None,
     ) -> BaseAssistant:
         """Add an assistant; with no name and no instructions, the built-in Physics Tutor."""
         if name is None and instructions is None:
@@ -160,6 +192,8 @@ class Tutor:
             )
         if model is not None and not model.strip():
             raise InvalidInput("the model name is empty")
+        if style is not None:
+            assistant.style = checked_style(style)
         return await self.store.add_assistant(assistant)
 
     async def list_assistants(self) -> list[BaseAssistant]:
@@ -197,6 +231,7 @@ class Tutor:
         model: str | None = None,
         instructions: str | None = None,
         prompts: list[str] | None = None,
+        style: str | None = None,
     ) -> tuple[BaseAssistant, int]:
         """Change what is given of an assistant (id or name); everything is checked before
         anything is stored. A new model moves its threads too (see `move_assistant`).
@@ -213,10 +248,14 @@ class Tutor:
             changes["instructions"] = instructions.strip()
         if prompts is not None:
             changes["prompts"] = checked_prompts(prompts)
+        if style is not None:
+            changes["style"] = checked_style(style)
         if model is not None and not model.strip():
             raise InvalidInput("the model name is empty")
         if not changes and model is None:
-            raise InvalidInput("nothing to change: give a name, icon, model, instructions, prompts")
+            raise InvalidInput(
+                "nothing to change: give a name, icon, model, instructions, prompts or style"
+            )
         edited = assistant.model_copy(update=changes)
         if changes:
             await self.store.update_assistant(edited)
@@ -225,6 +264,35 @@ class Tutor:
             moved = await self.store.move_assistant(assistant.id, model.strip())
             edited.model = model.strip()
         return edited, moved
+
+    async def add_material(self, ref: str, name: str, data: bytes) -> Material:
+        """Give an assistant (id or name) a material: a text, Markdown or PDF file's bytes.
+        Raises InvalidInput for a file with no text to read."""
+        assistant = await self.find_assistant(ref)
+        name = checked_material_name(name)
+        try:
+            # Reading a long PDF and counting its tokens takes a while: not on the event loop.
+            text, cut = await asyncio.to_thread(read_and_cut, name, data)
+        except Unreadable as exc:
+            raise InvalidInput(str(exc)) from None
+        material = Material(
+            assistant_id=assistant.id,
+            name=name,
+            size=len(data),
+            tokens=sum(tokens for _, tokens in cut),
+        )
+        await self.store.add_material(material, text, cut)
+        return material
+
+    async def materials(self, ref: str) -> tuple[BaseAssistant, list[Material]]:
+        """An assistant (id or name) and its materials, oldest first."""
+        assistant = await self.find_assistant(ref)
+        return assistant, await self.store.list_materials(assistant.id)
+
+    async def remove_material(self, ref: str, material_id: str) -> Material:
+        """Take a material from an assistant (id or name). Raises NotFound."""
+        assistant = await self.find_assistant(ref)
+        return await self.store.remove_material(assistant.id, material_id.strip())
 
     async def model_warnings(self) -> list[str]:
         """One line for each model in use that OpenAI has announced it will shut down."""

@@ -15,7 +15,8 @@ from datetime import datetime
 from looper import metrics
 from looper.budgets import Budget, Budgets, Defaults
 from looper.completion import Completer, CompletionFailed, make_clients
-from looper.context import to_chat
+from looper.context import system_prompt, to_chat, unanswered
+from looper.materials import DEFAULT_TOKENS, Reference
 from looper.models import BaseAssistant, Claim, Usage, UsageRecord
 from looper.outage import Outage
 from looper.prices import Prices
@@ -69,6 +70,7 @@ class Looper:
         budgets: Budgets | None = None,
         prices: Prices | None = None,
         assistant_seconds: float = 5.0,
+        materials_tokens: int = DEFAULT_TOKENS,
     ) -> None:
         self.store = store
         self.completer = completer
@@ -83,6 +85,7 @@ class Looper:
         self.prices = prices or Prices()
         self.answering: set[asyncio.Task[None]] = set()
         self.assistant_seconds = assistant_seconds
+        self.reference = Reference(store, materials_tokens)
         self.assistants: dict[str, tuple[BaseAssistant, float]] = {}  # with when it was read
         self._stopping = False
 
@@ -112,6 +115,7 @@ class Looper:
             budgets=Budgets(store, settings.budget_defaults()),
             prices=settings.prices(),
             assistant_seconds=settings.tutor_assistant_seconds,
+            materials_tokens=settings.tutor_materials_tokens,
         )
 
     def stop(self) -> None:
@@ -198,7 +202,7 @@ class Looper:
         if spent := standing.spent:
             await self._refuse(job, reply, spent, standing.at)
             return
-        chat = to_chat(job.assistant.instructions, job.messages)
+        chat = to_chat(await self._system_prompt(job), job.messages)
         try:
             answer = await self.completer.complete(thread.chat_completion_model, chat, reply)
         except CompletionFailed as failure:
@@ -214,6 +218,15 @@ class Looper:
         metrics.answer_committed(job.messages, job.upto)
         if used.cost_usd:
             metrics.COST.labels(used.model).inc(used.cost_usd)
+
+    async def _system_prompt(self, job: Job) -> str:
+        """The assistant's instructions and style, and what of its materials the questions
+        need: at most a quarter of the prompt's room, so that a small window still holds
+        the thread (the trimmer keeps the system message whole, so it counts them)."""
+        question = unanswered(job.messages, job.thread.hwm)
+        room = await self.completer.prompt_room(job.thread.chat_completion_model)
+        reference = await self.reference.for_question(job.assistant.id, question, room // 4)
+        return system_prompt(job.assistant, reference)
 
     def _usage(self, job: Job, usage: Usage | None, at: datetime) -> UsageRecord:
         """The ledger's record of an answer (of a refusal, without `usage`)."""

@@ -12,6 +12,9 @@ from pydantic import BaseModel, Field
 
 AccessRule = Literal["allow", "deny"]  # whether a front end's subject (a user, a place) may ask
 UsageKey = Literal["user", "channel", "assistant", "model"]  # what usage is summed by
+# How an assistant teaches: `direct` answers plainly; `coach` guides with questions and hints.
+Style = Literal["direct", "coach"]
+STYLES: tuple[Style, ...] = ("direct", "coach")
 
 
 def utcnow() -> datetime:
@@ -26,7 +29,8 @@ class BaseAssistant(BaseModel):
     """A persona. A subclass's docstring is its default instructions (the system prompt).
 
     `icon` is how front ends show it (an emoji like `:telescope:` or an image URL; None: the
-    front end's default) and `prompts` are up to four questions to suggest to a newcomer."""
+    front end's default), `prompts` are up to four questions to suggest to a newcomer and
+    `style` how it teaches."""
 
     id: str = Field(default_factory=lambda: new_id("asst"))
     name: str = "Assistant"
@@ -35,6 +39,7 @@ class BaseAssistant(BaseModel):
     created_at: datetime = Field(default_factory=utcnow)
     icon: str | None = None
     prompts: list[str] = Field(default_factory=list)
+    style: Style = "direct"
 
     def model_post_init(self, __context: object) -> None:
         if not self.instructions and type(self) is not BaseAssistant:
@@ -54,6 +59,36 @@ class ChatCompletionPhysicsTutor(BaseAssistant):
             "What is the difference between mass and weight?",
         ]
     )
+
+
+class Material(BaseModel):
+    """A file a teacher gave an assistant (notes, an answer key, a rubric). Its text reaches
+    the model only, never the students: front ends show its name and size alone. `size` is
+    the file's bytes, `tokens` its text's."""
+
+    id: str = Field(default_factory=lambda: new_id("mat"))
+    assistant_id: str
+    name: str
+    size: int
+    tokens: int
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class StoredMaterial(Material):
+    """A material as exported: with its text and its passages (text, tokens), in order."""
+
+    content: str
+    passages: list[tuple[str, int]] = Field(default_factory=list)
+
+
+class Passage(BaseModel):
+    """A stretch of a material's text (`seq` counts from 0), as the search found it."""
+
+    material_id: str
+    name: str
+    seq: int
+    content: str
+    tokens: int
 
 
 class BaseThread(BaseModel):
@@ -232,6 +267,7 @@ class Snapshot(BaseModel):
     limits: dict[str, float] = Field(default_factory=dict)
     usage: list[UsageRecord] = Field(default_factory=list)
     feedback: list[Feedback] = Field(default_factory=list)
+    materials: list[StoredMaterial] = Field(default_factory=list)
 
 
 class PendingSummary(BaseModel):

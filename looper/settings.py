@@ -42,6 +42,9 @@ class Settings(BaseSettings):
     tutor_context_tokens: int = Field(
         0, ge=0, description="0: the model's known window, else what the server says"
     )
+    tutor_materials_tokens: int = Field(
+        2000, ge=0, description="course materials in each prompt, at most; 0: none"
+    )
     tutor_retry_attempts: int = Field(4, ge=1)
     tutor_retry_base_delay: float = Field(0.5, ge=0)
     tutor_request_timeout: float = Field(120.0, gt=0)

@@ -55,3 +55,10 @@ def test_looper_bench_answers_every_pending_thread() -> None:
 def test_fairness_bench_compares_the_flood_with_its_floor() -> None:
     output = run_bench("fairness_bench", *TINY, "--concurrency", "4")
     assert "floor (no flood)" in output and "flood, turns without a cap" in output
+
+
+def test_materials_bench_times_every_case() -> None:
+    output = run_bench("materials_bench", "--pages", "5", "--rounds", "1", "--postgres", "")
+    results = json_lines(output)
+    assert [r["case"] for r in results] == ["before", "no materials", "5 pages"]
+    assert all(r["mean_ms"] >= 0 for r in results)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from looper.core import Tutor
 from looper.models import (
     BaseAssistant,
     ChatCompletionPhysicsTutor,
@@ -355,8 +356,11 @@ async def test_export_then_import_loses_nothing(store: Store, tmp_path: Path) ->
     await store.commit_answer(thread.id, "a", 1, "a1", {"answers": "1"})
     await store.add_user_message(thread.id, "q2 pending")
     await store.set_rule("slack:user:U1", "deny")
+    await Tutor(store, "m").add_material(thread.assistant_id, "notes.md", b"Ohm: V = IR. " * 300)
     snapshot = await store.export_all()
     assert snapshot.access == {"slack:user:U1": "deny"}
+    [material] = snapshot.materials
+    assert len(material.passages) == 7 and material.content.startswith("Ohm: V = IR.")
 
     for backend in ("sqlite", "postgres"):  # into either backend
         target = await open_store(new_store_url(backend, tmp_path))
@@ -369,6 +373,8 @@ async def test_export_then_import_loses_nothing(store: Store, tmp_path: Path) ->
             assert not added and again.id == 1  # dedup ids came along
             with pytest.raises(Conflict):
                 await target.import_all(snapshot)
+            [found] = await target.search_passages(thread.assistant_id, ["ohm"], 1)
+            assert found.material_id == material.id
         finally:
             await target.close()
 

@@ -33,6 +33,7 @@ class ColumnTypes:
     real: str
     time: str
     json: str
+    fulltext: str  # how passages are searched: "fts5" (SQLite) or "tsvector" (PostgreSQL)
 
 
 class Connection(ABC):

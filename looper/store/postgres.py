@@ -70,7 +70,9 @@ class PostgresConnection(Connection):
 
 
 class Postgres(Dialect):
-    types = ColumnTypes(integer="bigint", real="float8", time="timestamptz", json="jsonb")
+    types = ColumnTypes(
+        integer="bigint", real="float8", time="timestamptz", json="jsonb", fulltext="tsvector"
+    )
     now = "extract(epoch from clock_timestamp())::float8"
     greatest = "greatest"
     for_update = " FOR UPDATE"

@@ -37,8 +37,9 @@ from looper.store.dialect import Connection, Dialect, Row
 from looper.store.errors import Conflict, LeaseLost, NotFound
 from looper.store.ledger import ADD_USAGE, USAGE_COLUMNS, Ledger, add_usage, usage_values
 from looper.store.migrations import SCHEMA_VERSION, migrate
+from looper.store.shelf import Shelf
 
-ASSISTANT_COLUMNS = "id, name, instructions, model, created_at, icon, prompts"
+ASSISTANT_COLUMNS = "id, name, instructions, model, created_at, icon, prompts, style"
 BOUND_ASSISTANT = ", ".join(f"a.{column}" for column in ASSISTANT_COLUMNS.split(", "))
 THREAD_COLUMNS = (
     "id, assistant_id, chat_completion_model, metadata, external_key, created_at, "
@@ -52,7 +53,7 @@ FEEDBACK_COLUMNS = (
 MESSAGE_COLUMNS = "thread_id, id, role, content, metadata, external_id, created_at, asker"
 ATTACHMENT_COLUMNS = "thread_id, message_id, position, kind, name, mime, content"
 ADD_ATTACHMENT = f"INSERT INTO attachments ({ATTACHMENT_COLUMNS}) VALUES ({', '.join('?' * 7)})"
-ADD_ASSISTANT = f"INSERT INTO assistants ({ASSISTANT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)"
+ADD_ASSISTANT = f"INSERT INTO assistants ({ASSISTANT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 ADD_THREAD = f"INSERT INTO threads ({THREAD_COLUMNS}) VALUES ({', '.join('?' * 18)})"
 ADD_MESSAGE = f"INSERT INTO messages ({MESSAGE_COLUMNS}) VALUES ({', '.join('?' * 8)})"
 SEEN_MESSAGE = f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE thread_id = ? AND external_id = ?"
@@ -96,7 +97,10 @@ def _parsed(model: type[M], row: Row) -> M:
 
 
 def _assistant_values(a: BaseAssistant) -> tuple[Any, ...]:
-    return (a.id, a.name, a.instructions, a.model, a.created_at, a.icon, json.dumps(a.prompts))
+    return (
+        *(a.id, a.name, a.instructions, a.model, a.created_at, a.icon, json.dumps(a.prompts)),
+        a.style,
+    )
 
 
 def _assistant(row: Row) -> BaseAssistant:
@@ -184,7 +188,7 @@ def _message_values(m: Message, external_id: str | None, asker: str | None) -> t
     return (m.thread_id, m.id, m.role, m.content, metadata, external_id, m.created_at, asker)
 
 
-class Store(Ledger):
+class Store(Ledger, Shelf):
     """Assistants, threads and messages in one SQL database (and the ledger of usage)."""
 
     def __init__(self, dialect: Dialect) -> None:
@@ -236,12 +240,12 @@ class Store(Ledger):
         return [_assistant(r) for r in rows]
 
     async def update_assistant(self, assistant: BaseAssistant) -> None:
-        """Store an assistant's new name, instructions, model, icon and prompts (its id and
-        creation time stay). Raises NotFound."""
+        """Store an assistant's new name, instructions, model, icon, prompts and style (its
+        id and creation time stay). Raises NotFound."""
         async with self.dialect.connection() as db:
             changed = await db.execute(
                 "UPDATE assistants SET name = ?, instructions = ?, model = ?, icon = ?, "
-                "prompts = ? WHERE id = ?",
+                "prompts = ?, style = ? WHERE id = ?",
                 *_assistant_values(assistant)[1:4],
                 *_assistant_values(assistant)[5:],
                 assistant.id,
@@ -821,6 +825,7 @@ class Store(Ledger):
                 f"SELECT {FEEDBACK_COLUMNS} FROM feedback ORDER BY thread_id, answers, person"
             )
             attached = await _attachments_of(db, [r["id"] for r in threads])
+            materials = await self._all_materials(db)
         stored = [_parsed(StoredMessage, r) for r in messages]
         for message in stored:
             message.attachments = attached.get((message.thread_id, message.id), [])
@@ -833,6 +838,7 @@ class Store(Ledger):
             limits={r["name"]: float(r["value"]) for r in limits},
             usage=[UsageRecord.model_validate(r) for r in usage],
             feedback=[Feedback.model_validate(dict(r)) for r in feedback],
+            materials=materials,
         )
 
     async def import_all(self, snapshot: Snapshot) -> None:
@@ -868,6 +874,7 @@ class Store(Ledger):
                 f"INSERT INTO feedback ({FEEDBACK_COLUMNS}) VALUES ({_marks(range(10))})",
                 [_feedback_values(f) for f in snapshot.feedback],
             )
+            await self._put_materials(db, snapshot.materials)
             await self._announce_work(db, "import")
         self.notify_work()
 

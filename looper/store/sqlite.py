@@ -85,7 +85,7 @@ PRAGMAS = (
 
 
 class SQLite(Dialect):
-    types = ColumnTypes(integer="INTEGER", real="REAL", time="TEXT", json="TEXT")
+    types = ColumnTypes(integer="INTEGER", real="REAL", time="TEXT", json="TEXT", fulltext="fts5")
     now = "((julianday('now') - 2440587.5) * 86400.0)"
     greatest = "max"
     for_update = ""  # one writer at a time: BEGIN IMMEDIATE already excludes the others
