@@ -323,6 +323,15 @@ class FakeOpenAI:
             return context_error(body, self.context_error_style, self.context_limit_chars)
         return self.local_model.refusal(body) if self.local_model else None
 
+    async def _start_stream(self, request: web.Request, recorded: Recorded) -> web.StreamResponse:
+        """Send a stream's headers; its status is known from then on (the client may have
+        read the whole stream before the handler returns)."""
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        with self._lock:
+            recorded.status = response.status
+        return response
+
     async def _stream(
         self,
         request: web.Request,
@@ -332,8 +341,7 @@ class FakeOpenAI:
         recorded: Recorded,
         finish: str,
     ) -> web.StreamResponse:
-        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
-        await response.prepare(request)
+        response = await self._start_stream(request, recorded)
         pieces = split(text, self.chunks)
         for index, piece in enumerate(pieces):
             if index == self.held_at:
@@ -357,8 +365,7 @@ class FakeOpenAI:
         self, request: web.Request, pieces: list[bytes], recorded: Recorded
     ) -> web.StreamResponse:
         """Server-sent events exactly as a test wrote them, cut where it cut them."""
-        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
-        await response.prepare(request)
+        response = await self._start_stream(request, recorded)
         for index, piece in enumerate(pieces):
             if index and self.chunk_delay:
                 await asyncio.sleep(self.chunk_delay)

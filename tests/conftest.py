@@ -12,7 +12,14 @@ import yaml
 from fakes.openai_server import API_KEY, FakeOpenAI
 from fakes.slack_server import APP_TOKEN, BOT_TOKEN, FakeSlack
 from looper.store import Store, open_store
-from tests.harness import CREATED_DATABASES, Bot, Cli, new_store_url, on_postgres_server
+from tests.harness import (
+    CREATED_DATABASES,
+    OPEN_COMPLETERS,
+    Bot,
+    Cli,
+    new_store_url,
+    on_postgres_server,
+)
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -35,6 +42,15 @@ async def store(store_url: str) -> AsyncIterator[Store]:
     opened = await open_store(store_url)
     yield opened
     await opened.close()
+
+
+@pytest.fixture
+async def close_completers() -> AsyncIterator[None]:
+    """Completers a test made with `tests.test_completion.completer`: their HTTP clients
+    are closed on the test's own event loop."""
+    yield
+    while OPEN_COMPLETERS:
+        await OPEN_COMPLETERS.pop().close()
 
 
 @pytest.fixture

@@ -20,6 +20,7 @@ import asyncpg
 import pytest
 
 from fakes.slack_server import FakeSlack
+from looper.completion import Completer
 from looper.sinks import Job, Placed
 
 POSTGRES_ADMIN = os.environ.get(
@@ -67,6 +68,9 @@ def new_store_url(backend: str, tmp_path: Path) -> str:
     if backend == "postgres":
         return fresh_postgres_database()
     return f"sqlite:///{tmp_path / f'tutor-{uuid.uuid4().hex[:6]}.db'}"
+
+
+OPEN_COMPLETERS: list[Completer] = []  # closed after each test (conftest.py)
 
 
 class Cli:

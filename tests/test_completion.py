@@ -12,6 +12,9 @@ from fakes.openai_server import API_KEY, FakeOpenAI, Fault
 from looper.completion import Completer, CompletionFailed, make_client
 from looper.deprecations import ModelUse, shutdown_of, shutdown_warning
 from looper.settings import DEFAULT_MODEL
+from tests.harness import OPEN_COMPLETERS
+
+pytestmark = pytest.mark.usefixtures("close_completers")
 
 CHAT = [
     {"role": "system", "content": "You are a tutor."},
@@ -43,13 +46,15 @@ def completer(
     max_completion_tokens: int = 4096,
 ) -> Completer:
     client = make_client(key, fake.base_url, timeout)
-    return Completer(
+    made = Completer(
         client,
         max_completion_tokens=max_completion_tokens,
         attempts=attempts,
         base_delay=0.01,
         context_tokens=context_tokens,
     )
+    OPEN_COMPLETERS.append(made)
+    return made
 
 
 async def test_streams_deltas_with_max_completion_tokens(fake_openai: FakeOpenAI) -> None:

@@ -15,6 +15,8 @@ from looper.models import Usage
 from looper.sse import EventDecoder
 from tests.test_completion import CHAT, Recorder, completer
 
+pytestmark = pytest.mark.usefixtures("close_completers")
+
 
 def chunk(content: str | None = None, finish: str | None = None) -> dict[str, Any]:
     delta = {} if content is None else {"content": content}
