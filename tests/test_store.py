@@ -319,7 +319,10 @@ async def test_threads_added_at_once_each_get_their_own_answer(store: Store) -> 
         )
 
     await store.add_thread(thread("taken"))
-    wanted = [thread(), thread("taken"), thread(assistant_id="asst_nope"), thread("free")]
+    wanted = [
+        *(thread(), thread("taken"), thread(assistant_id="asst_nope"), thread("free")),
+        thread("free"),  # the same key again in the same batch: the first one has it
+    ]
     results = await asyncio.gather(
         *(store.add_thread(t, NewMessage(content=f"q{n}")) for n, t in enumerate(wanted)),
         return_exceptions=True,
@@ -329,6 +332,7 @@ async def test_threads_added_at_once_each_get_their_own_answer(store: Store) -> 
         "Conflict",
         "NotFound",
         "ChatCompletionThread",
+        "Conflict",
     ]
     for n in (0, 3):
         [question] = await store.list_messages(wanted[n].id)

@@ -77,6 +77,7 @@ class Reservation:
 
 
 ANY_NUMBER = 1 << 40  # no per-asker cap: more turns than any asker has threads
+KEYED_ROWS = 100  # threads a multi-row INSERT: 1,800 parameters, under every database's limit
 BATCH = 500  # ids per IN (…) list, well under every database's limit on parameters
 
 
@@ -344,14 +345,19 @@ class Store(Ledger, Shelf):
         keyless: list[ChatCompletionThread] = []
         async with self.dialect.transaction() as db:
             known = await self._known_assistants(db, {t.assistant_id for t, _ in started})
+            keyed = [t for t, _ in started if t.assistant_id in known and t.external_key]
+            inserted = await self._insert_keyed(db, keyed)
             for thread, _ in started:
                 if thread.assistant_id not in known:
                     results.append(NotFound(f"no assistant {thread.assistant_id!r}"))
                 elif thread.external_key is None:
                     keyless.append(thread)
                     results.append(thread)
-                else:
-                    results.append(await self._insert_keyed(db, thread))
+                elif thread.id in inserted:
+                    results.append(thread)
+                else:  # the key (or the id) is taken
+                    key = thread.external_key or thread.id
+                    results.append(Conflict(f"a thread already exists for {key}"))
             # Fresh random ids: rows without a key go in together (a clash fails the batch).
             await db.executemany(ADD_THREAD, map(_thread_values, keyless))
             added = [(t, f) for (t, f), r in zip(started, results, strict=True) if r is t]
@@ -373,15 +379,20 @@ class Store(Ledger, Shelf):
         return {row["id"] for row in rows}
 
     @staticmethod
-    async def _insert_keyed(
-        db: Connection, thread: ChatCompletionThread
-    ) -> ChatCompletionThread | Exception:
-        added = await db.fetch(
-            f"{ADD_THREAD} ON CONFLICT DO NOTHING RETURNING id", *_thread_values(thread)
-        )
-        if not added:  # the key (or the id) is taken
-            return Conflict(f"a thread already exists for {thread.external_key or thread.id}")
-        return thread
+    async def _insert_keyed(db: Connection, threads: list[ChatCompletionThread]) -> set[str]:
+        """Insert threads filed under keys, many rows a statement; the ids of those inserted
+        (one whose key or id is taken, even by an earlier row of the same batch, is not)."""
+        inserted: set[str] = set()
+        for start in range(0, len(threads), KEYED_ROWS):
+            chunk = threads[start : start + KEYED_ROWS]
+            rows = ", ".join(f"({_marks(THREAD_COLUMNS.split(', '))})" for _ in chunk)
+            added = await db.fetch(
+                f"INSERT INTO threads ({THREAD_COLUMNS}) VALUES {rows} "
+                "ON CONFLICT DO NOTHING RETURNING id",
+                *(value for thread in chunk for value in _thread_values(thread)),
+            )
+            inserted.update(row["id"] for row in added)
+        return inserted
 
     @staticmethod
     async def _get_thread(db: Connection, thread_id: str) -> ChatCompletionThread:
