@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import io
 import logging
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
@@ -19,10 +18,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
-import pypdf
-from pypdf.errors import PyPdfError
 
 from bot.web import SlackApi
+from looper import materials
 from looper.images import IMAGE_TYPES, image_mime
 from looper.models import Attachment
 
@@ -91,16 +89,9 @@ def megabytes(size: int) -> str:
 def pdf_text(data: bytes) -> str:
     """The text of a PDF's pages (Skipped when it has none, or cannot be read)."""
     try:
-        reader = pypdf.PdfReader(io.BytesIO(data))
-        if reader.is_encrypted:
-            raise Skipped("the PDF is password-protected")
-        pages = [page.extract_text() or "" for page in reader.pages]
-    except (PyPdfError, ValueError, KeyError, TypeError) as exc:
-        raise Skipped("not a readable PDF") from exc
-    text = "\n\n".join(page.strip() for page in pages if page.strip())
-    if not text:
-        raise Skipped("no text in the PDF (a scan?)")
-    return text
+        return materials.pdf_text(data)
+    except materials.Unreadable as exc:
+        raise Skipped(str(exc)) from None
 
 
 def as_text(data: bytes) -> str:

@@ -16,7 +16,7 @@ from slack_sdk.errors import SlackApiError
 
 from bot.admins import Admins
 from bot.background import Background
-from bot.files import Downloader, Skipped
+from bot.files import Downloader, Skipped, name_of
 from bot.formatting import mrkdwn_safe
 from bot.web import SlackApi, slack_error
 from looper.core import Tutor
@@ -140,7 +140,7 @@ class MaterialsHandlers:
         await self._tell(channel, person, "\n".join(lines) or "No files came with the form.")
 
     async def _add_one(self, assistant_id: str, file: dict[str, Any]) -> str:
-        name = str(file.get("name") or file.get("title") or "file")
+        name = name_of(file)
         try:
             data = await self.downloader.fetch(file)
             added = await self.tutor.add_material(assistant_id, name, data)

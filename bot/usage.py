@@ -47,13 +47,14 @@ def summary(line: UsageLine) -> str:
     return said + (f", {line.refused:,} refused by a budget" if line.refused else "")
 
 
+SUMMED = (
+    *("questions", "refused", "prompt_tokens", "cached_tokens", "completion_tokens"),
+    *("cost_usd", "unpriced"),
+)
+
+
 def total(lines: list[UsageLine]) -> UsageLine:
-    summed = UsageLine(key=None)
-    for line in lines:
-        for field in ("questions", "refused", "prompt_tokens", "completion_tokens", "unpriced"):
-            setattr(summed, field, getattr(summed, field) + getattr(line, field))
-        summed.cost_usd += line.cost_usd
-    return summed
+    return UsageLine(key=None, **{name: sum(getattr(x, name) for x in lines) for name in SUMMED})
 
 
 def own_usage(mine: OwnUsage) -> str:
@@ -62,11 +63,11 @@ def own_usage(mine: OwnUsage) -> str:
         f"• Today: {summary(mine.today)}",
         f"• This month: {summary(mine.month)}",
     ]
-    budgets = [standing(b, mine.standing.at) for b in mine.standing.budgets]
+    budgets = [budget_line(b, mine.standing.at) for b in mine.standing.budgets]
     return "\n".join(lines + (budgets or ["• No budget limits your questions."]))
 
 
-def standing(budget: Budget, now: datetime) -> str:
+def budget_line(budget: Budget, now: datetime) -> str:
     left = max(budget.limit - budget.used, 0)
     return (
         f"• {budget.whose}: {budget.shown(budget.used)} of {budget.shown(budget.limit)} used, "

@@ -44,7 +44,10 @@ class Unreadable(ValueError):
 def material_text(name: str, data: bytes) -> str:
     """The text of a material file: UTF-8 text or Markdown as is, a PDF's extracted text."""
     if data.startswith(b"%PDF") or name.lower().endswith(".pdf"):
-        text = pdf_text(name, data)
+        try:
+            text = pdf_text(data)
+        except Unreadable as exc:
+            raise Unreadable(f"{name} is {exc}") from None
     else:
         try:
             text = data.decode("utf-8-sig")
@@ -57,8 +60,10 @@ def material_text(name: str, data: bytes) -> str:
     return text
 
 
-def pdf_text(name: str, data: bytes) -> str:
-    from pypdf import PdfReader  # only adding a PDF pays for the import
+def pdf_text(data: bytes) -> str:
+    """The text of a PDF's pages. Raises Unreadable, saying what the file is instead (for
+    "<file> is …"): not a readable PDF, or one without text."""
+    from pypdf import PdfReader  # only reading a PDF pays for the import
 
     # pypdf logs each oddity it works around; whether the text came out is what counts here.
     logging.getLogger("pypdf").setLevel(logging.ERROR)
@@ -69,10 +74,10 @@ def pdf_text(name: str, data: bytes) -> str:
         pages = [page.extract_text() or "" for page in reader.pages]
     except Exception as exc:  # a parser fed untrusted bytes fails in many ways; all mean this
         reason = " ".join(str(exc).split()) or type(exc).__name__
-        raise Unreadable(f"{name} is not a readable PDF: {reason}") from None
-    text = "\n\n".join(page.strip() for page in pages)
-    if not text.strip():
-        raise Unreadable(f"{name} is a PDF without text (a scan?): nothing to read")
+        raise Unreadable(f"not a readable PDF: {reason}") from None
+    text = "\n\n".join(page.strip() for page in pages if page.strip())
+    if not text:
+        raise Unreadable("a PDF without text (a scan?): nothing to read")
     return text
 
 

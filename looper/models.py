@@ -207,10 +207,6 @@ class Usage:
     cached_tokens: int = 0
     counted: bool = False
 
-    @property
-    def total_tokens(self) -> int:
-        return self.prompt_tokens + self.completion_tokens
-
 
 class UsageRecord(BaseModel):
     """What one answer to a thread (up to user message `message_id`) took, and whom and

@@ -68,3 +68,15 @@ def ephemeral(slack: FakeSlack, user: str, text: str, channel: str = CLASS) -> s
 
 def user_turns(request_body: dict[str, Any]) -> list[str]:
     return [m["content"] for m in request_body["messages"] if m["role"] == "user"]
+
+
+def error_reply(fake_slack: FakeSlack, channel: str, root: str) -> dict[str, Any]:
+    """The first error reply in a thread (it carries the Retry button)."""
+    replies: list[dict[str, Any]] = fake_slack.wait_until(
+        lambda: [
+            m
+            for m in fake_slack.replies(channel, root)
+            if (m.get("metadata") or {}).get("event_type") == "tutor_error"
+        ]
+    )
+    return replies[0]

@@ -14,7 +14,7 @@ from bot.formatting import WORD_JOINER, markdown_safe, mrkdwn_safe
 from fakes.openai_server import FakeOpenAI, Fault
 from fakes.slack_server import FakeSlack
 from tests.harness import Bot
-from tests.slack_user import ADMIN, CLASS, STUDENT, ask, is_root, wait_answers
+from tests.slack_user import ADMIN, CLASS, STUDENT, ask, error_reply, is_root, wait_answers
 from tests.test_delivery import refuse_streaming
 
 TYPED = "<!channel> <!here> <!everyone> <!subteam^S123> <@U0STUDENT2> & a<b>c"
@@ -103,13 +103,6 @@ def test_escaping_twice_changes_nothing_and_streamed_prefixes_stay_prefixes() ->
     whole = markdown_safe(MODEL_SAYS)
     for cut in range(len(MODEL_SAYS)):
         assert whole.startswith(markdown_safe(MODEL_SAYS[:cut]))
-
-
-def error_reply(fake_slack: FakeSlack, channel: str, root: str) -> dict[str, Any]:
-    replies: list[dict[str, Any]] = fake_slack.wait_until(
-        lambda: [m for m in fake_slack.replies(channel, root) if m.get("blocks")]
-    )
-    return replies[0]
 
 
 def test_retry_only_for_people_who_may_see_the_thread(

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -61,18 +61,22 @@ def sink() -> RecordingSink:
     return RecordingSink()
 
 
-StartLooper = Callable[..., Looper]
+StartLooper = Callable[..., Awaitable[Looper]]
 
 
 @pytest.fixture
 async def start_looper(
     fake_openai: FakeOpenAI, sink: RecordingSink, budgets: Budgets
 ) -> AsyncIterator[StartLooper]:
-    """Runs loopers (on the test's store, or another `Store` of the same database)."""
+    """Runs loopers: on the test's store, or with `another`, on a `Store` of its own on the
+    same database (a second replica), closed once the loopers have stopped."""
     running: list[tuple[Looper, asyncio.Task[None]]] = []
+    opened: list[Store] = []
 
-    def start(store: Store | None = None, concurrency: int = 8) -> Looper:
-        on = store or budgets.store
+    async def start(another: str | None = None, concurrency: int = 8) -> Looper:
+        on = await open_store(another) if another else budgets.store
+        if another:
+            opened.append(on)
         looper = Looper(
             on,
             Completer(make_client(API_KEY, fake_openai.base_url, 10), base_delay=0.01),
@@ -88,6 +92,8 @@ async def start_looper(
     for looper, task in running:
         looper.stop()
         await asyncio.wait_for(task, 10)
+    for store in opened:
+        await store.close()
 
 
 async def question(
@@ -114,7 +120,7 @@ async def test_an_answer_records_the_servers_usage_and_its_cost(
 ) -> None:
     fake_openai.cached_tokens = 3
     thread = await question(tutor, "why is the sky blue at noon")
-    start_looper()
+    await start_looper()
     await sink.wait_for(1)
     [record] = await records(tutor.store)
     assert (record.thread_id, record.message_id, record.refused) == (thread.id, 1, None)
@@ -142,7 +148,7 @@ async def test_usage_is_counted_when_the_server_reports_none_and_unknown_models_
 ) -> None:
     fake_openai.reports_usage = False
     await question(tutor, "what is a photon", model="local-llama")
-    start_looper()
+    await start_looper()
     await sink.wait_for(1)
     [record] = await records(tutor.store)
     answer = sink.delivered[0][1]
@@ -160,10 +166,9 @@ async def test_a_spent_daily_budget_keeps_the_question_until_raised_and_retried(
 ) -> None:
     await tutor.set_limit("user", 1)
     await question(tutor, "first question")
-    start_looper()
+    await start_looper()
     await records(tutor.store, 1)
     second = await question(tutor, "second question")
-    await sink.wait_for(2)
     await records(tutor.store, 2)
     said = sink.delivered[1][1]
     assert said.startswith("ERROR Your daily token budget is used up: ")
@@ -176,7 +181,6 @@ async def test_a_spent_daily_budget_keeps_the_question_until_raised_and_retried(
 
     await tutor.set_limit("user", 1_000_000, asker=ALICE)  # Alice's own limit
     assert await tutor.retry(second.id)
-    await sink.wait_for(3)
     await records(tutor.store, 3)
     assert sink.delivered[2] == (second.id, "An answer to: second question")
     assert len(fake_openai.requests) == 2
@@ -188,7 +192,7 @@ async def test_a_budget_used_exactly_refuses_and_one_token_more_does_not(
     tutor: Tutor, start_looper: StartLooper, sink: RecordingSink
 ) -> None:
     await question(tutor, "how long is a day")
-    start_looper()
+    await start_looper()
     [first] = await records(tutor.store)
     taken = first.prompt_tokens + first.completion_tokens
     await tutor.set_limit("user", taken)
@@ -208,7 +212,7 @@ async def test_a_daily_budget_starts_again_the_next_utc_day(
 ) -> None:
     await tutor.set_limit("user", 1)
     await question(tutor, "today")
-    start_looper()
+    await start_looper()
     await records(tutor.store, 1)
     refused = await question(tutor, "still today")
     await records(tutor.store, 2)
@@ -230,7 +234,7 @@ async def test_channel_and_monthly_budgets_hold_for_everyone(
 ) -> None:
     await tutor.set_limit("channel", 1)
     await question(tutor, "alice in class", ALICE, CLASS)
-    start_looper()
+    await start_looper()
     await records(tutor.store, 1)
     await question(tutor, "bob in class", BOB, CLASS)
     await sink.wait_for(2)
@@ -255,7 +259,7 @@ async def test_an_answer_that_nears_a_budget_says_so_and_the_note_is_not_stored(
     tutor: Tutor, start_looper: StartLooper, sink: RecordingSink
 ) -> None:
     await question(tutor, "the same question", ALICE)
-    start_looper()
+    await start_looper()
     await records(tutor.store, 1)
     [first] = await records(tutor.store)
     taken = first.prompt_tokens + first.completion_tokens
@@ -282,23 +286,19 @@ async def test_a_burst_overshoots_by_no_more_than_the_answers_in_flight_across_r
 ) -> None:
     await tutor.set_limit("user", 1)
     fake_openai.hold()
-    other = await open_store(store_url)
     try:
-        start_looper(concurrency=2)
-        start_looper(other, concurrency=2)  # a second replica on the same database
+        await start_looper(concurrency=2)
+        await start_looper(store_url, concurrency=2)  # a second replica, same database
         for n in range(20):
             await question(tutor, f"burst {n}")
         await asyncio.to_thread(fake_openai.wait_requests, 4)
-        fake_openai.release()
-        await records(tutor.store, 20)
     finally:
         fake_openai.release()
-        await asyncio.sleep(0)
+    await records(tutor.store, 20)
     answered = [text for _, text in sink.delivered if not text.startswith("ERROR")]
     assert len(answered) == len(fake_openai.requests) == 4
     [line] = await tutor.usage(NOON - timedelta(days=1), "user")
     assert (line.questions, line.refused) == (4, 16)
-    await other.close()
 
 
 async def test_limits_are_checked_and_kept_in_the_store(tutor: Tutor, store: Store) -> None:

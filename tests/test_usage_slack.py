@@ -2,19 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from fakes.openai_server import FakeOpenAI
 from fakes.slack_server import FakeSlack
 from tests.harness import Bot
-from tests.slack_user import ADMIN, CLASS, STUDENT, ask, ephemeral, wait_answers
-
-
-def error_reply(fake_slack: FakeSlack, root: str) -> dict[str, Any]:
-    replies: list[dict[str, Any]] = fake_slack.wait_until(
-        lambda: [m for m in fake_slack.replies(CLASS, root) if m.get("blocks")]
-    )
-    return replies[0]
+from tests.slack_user import ADMIN, CLASS, STUDENT, ask, ephemeral, error_reply, wait_answers
 
 
 def test_a_spent_budget_refuses_in_the_thread_until_an_admin_raises_it(
@@ -24,7 +15,7 @@ def test_a_spent_budget_refuses_in_the_thread_until_an_admin_raises_it(
     first = ask(fake_slack, "what is a photon?")
     wait_answers(fake_slack, CLASS, first, 1)
     second = ask(fake_slack, "what is a phonon?")
-    refusal = error_reply(fake_slack, second)
+    refusal = error_reply(fake_slack, CLASS, second)
     said = refusal["blocks"][0]["text"]["text"]
     assert said.startswith(":warning: Your daily token budget is used up: ")
     assert "tokens of 1 tokens. It resets at 00:00 UTC (in " in said
