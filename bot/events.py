@@ -110,7 +110,6 @@ class EventHandlers:
         attached = await self._read_files(event, thread_ts, files, tells)
         if attached is None:
             return True
-        self._show_thinking(event["channel"], thread_ts)
         await self.tutor.ask(
             without_mentions(event.get("text", "")),
             thread.id,
@@ -120,6 +119,7 @@ class EventHandlers:
             place=channel_place(event["channel"]),
             attachments=attached.attachments,
         )
+        self._show_thinking(event["channel"], thread_ts)
         return True
 
     async def _read_files(
@@ -174,7 +174,6 @@ class EventHandlers:
         attached = await self._read_files(event, root, files, tells=True)
         if attached is None:
             return
-        self._show_thinking(place.channel, root)
         question = NewMessage(
             content=without_mentions(event.get("text", "")),
             metadata=asker(event["user"], event["ts"], thinking_shown=True),
@@ -190,6 +189,7 @@ class EventHandlers:
         except Conflict:  # the same event again, or message and app_mention for one post
             await self._ask_in_thread(event, root, False, files)
             return
+        self._show_thinking(place.channel, root)
         if is_dm(place.channel):
             named = ", ".join(a.name for a in question.attachments)
             self.titles.started(place.channel, root, question.content or named)

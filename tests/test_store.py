@@ -189,6 +189,23 @@ async def test_lost_lease_writes_nothing(store: Store) -> None:
     assert (await store.get_thread(thread.id)).hwm == 0
 
 
+async def test_reservations_made_together_each_keep_to_their_own_lease(store: Store) -> None:
+    threads = [await physics_thread(store) for _ in range(3)]
+    for thread in threads:
+        await store.add_user_message(thread.id, "q")
+    assert len(await store.claim_pending("a", 10, 30)) == 3
+    results = await asyncio.gather(
+        store.reserve_reply(threads[0].id, "a", 1, "ts-0"),
+        store.reserve_reply(threads[1].id, "b", 1, "ts-1"),  # not b's
+        store.reserve_reply(threads[2].id, "a", 1, "ts-2"),
+        return_exceptions=True,
+    )
+    assert results[0] is None and results[2] is None
+    assert isinstance(results[1], LeaseLost)
+    refs = [(await store.get_thread(t.id)).reply_ref for t in threads]
+    assert refs == ["ts-0", None, "ts-2"]
+
+
 async def test_failure_settles_without_busy_retry_and_retry_reopens(store: Store) -> None:
     thread = await physics_thread(store)
     await store.add_user_message(thread.id, "q")

@@ -641,16 +641,33 @@ class Store(Ledger, Shelf):
         await self._reservations.add(Reservation(thread_id, owner, upto, ref))
 
     async def _reserve_replies(self, batch: list[Reservation]) -> list[Exception | None]:
-        results: list[Exception | None] = []
+        # Two statements for the whole batch, not one a thread: under a burst each round
+        # trip to the database waits behind everything else the event loop has to do.
         async with self.dialect.transaction() as db:
-            for r in batch:
-                try:
-                    reserved = ("reply_upto = ?, reply_ref = ?", r.upto, r.ref, r.thread_id)
-                    await self._owned(db, *reserved, r.owner)
-                    results.append(None)
-                except LeaseLost as lost:
-                    results.append(lost)
-        return results
+            holders = await self._lease_holders(db, [r.thread_id for r in batch])
+            held = [r for r in batch if holders.get(r.thread_id) == r.owner]
+            await db.executemany(
+                "UPDATE threads SET reply_upto = ?, reply_ref = ? WHERE id = ?",
+                [(r.upto, r.ref, r.thread_id) for r in held],
+            )
+        return [
+            None
+            if holders.get(r.thread_id) == r.owner
+            else LeaseLost(f"thread {r.thread_id!r} is no longer leased to {r.owner!r}")
+            for r in batch
+        ]
+
+    async def _lease_holders(self, db: Connection, thread_ids: list[str]) -> dict[str, str]:
+        """Who holds each thread's lease, its row locked until the transaction ends."""
+        holders: dict[str, str] = {}
+        for chunk in _in_batches(sorted(set(thread_ids))):
+            rows = await db.fetch(
+                f"SELECT id, lease_owner FROM threads WHERE id IN ({_marks(chunk)})"
+                f"{self.dialect.for_update}",
+                *chunk,
+            )
+            holders.update({row["id"]: row["lease_owner"] for row in rows if row["lease_owner"]})
+        return holders
 
     async def commit_answer(
         self,
