@@ -112,6 +112,19 @@ async def test_materials_are_listed_removed_and_checked(tutor: Tutor, store: Sto
     assert await Reference(store).for_question(assistant.id, "ohm") == ""
 
 
+async def test_totals_asked_together_are_each_their_own_assistants(
+    tutor: Tutor, store: Store
+) -> None:
+    one = await tutor.add_assistant("One", "Teach.")
+    two = await tutor.add_assistant("Two", "Teach.")
+    await tutor.add_material(one.id, "a.md", b"Ohm's law: V = IR.")
+    await tutor.add_material(one.id, "b.md", b"Power: P = VI.")
+    await tutor.add_material(two.id, "c.md", b"Kirchhoff's laws.")
+    alone = [await store.material_tokens(a) for a in (one.id, two.id, "nobody")]
+    together = await asyncio.gather(*(store.material_tokens(a) for a in (one.id, two.id, "nobody")))
+    assert together == alone and alone[0] > alone[1] > 0 and alone[2] == 0
+
+
 async def test_style_is_stored_and_checked(tutor: Tutor, store: Store) -> None:
     coach = await tutor.add_assistant("Coach", "Teach.", style="coach")
     assert (await store.get_assistant(coach.id)).style == "coach"

@@ -320,6 +320,8 @@ async def test_limits_are_checked_and_kept_in_the_store(tutor: Tutor, store: Sto
     assert await elsewhere.own_limits() == {ALICE: 900}
     await tutor.set_limit("user", None)  # back to the setting
     assert (await elsewhere.limits(BOB))["user_daily_tokens"] == 100
+    together = await asyncio.gather(elsewhere.limits(ALICE), elsewhere.limits(BOB))
+    assert [t["user_daily_tokens"] for t in together] == [900, 100]
 
 
 def test_prices_come_from_the_table_or_a_file(tmp_path: Path) -> None:

@@ -9,13 +9,25 @@ commit.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
-from typing import Generic, TypeVar
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from typing import Any, Generic, TypeVar
 
 Item = TypeVar("Item")
 Result = TypeVar("Result")
 # Serves a batch; for each item, its result or the exception that item alone raises.
 Serve = Callable[[list[Item]], Awaitable[list[Result | Exception]]]
+IN_LIST = 500  # values an IN (…) list, well under every database's limit on parameters
+
+
+def in_batches(values: Sequence[str]) -> Iterator[list[str]]:
+    """`values` in slices short enough for one IN (…) list."""
+    for start in range(0, len(values), IN_LIST):
+        yield list(values[start : start + IN_LIST])
+
+
+def marks(values: Sequence[Any]) -> str:
+    """The placeholders of an IN (…) list."""
+    return ", ".join("?" * len(values))
 
 
 class Batcher(Generic[Item, Result]):

@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 from looper.models import UsageKey, UsageLine, UsageRecord
+from looper.store.batch import Batcher, in_batches, marks
 from looper.store.dialect import Connection, Dialect, Row
 
 KEY_COLUMNS: dict[UsageKey, str] = {
@@ -55,6 +56,11 @@ class Ledger:
     if TYPE_CHECKING:
 
         async def _fetch(self, sql: str, *args: Any) -> list[Row]: ...
+
+    def __init__(self) -> None:
+        super().__init__()
+        # Every answer reads the limits: the answers starting together read them once.
+        self._limit_reads: Batcher[tuple[str, ...], dict[str, float]] = Batcher(self._limits_of)
 
     async def usage_report(
         self,
@@ -112,11 +118,17 @@ class Ledger:
 
     async def limits(self, names: Sequence[str] | None = None) -> dict[str, float]:
         """The limits set (only `names`, when given)."""
-        if names is None:
-            rows = await self._fetch("SELECT name, value FROM limits ORDER BY name")
-        else:
-            marks = ", ".join("?" * len(names))
-            rows = await self._fetch(
-                f"SELECT name, value FROM limits WHERE name IN ({marks})", *names
-            )
+        if names is not None:
+            return await self._limit_reads.add(tuple(names))
+        rows = await self._fetch("SELECT name, value FROM limits ORDER BY name")
         return {r["name"]: float(r["value"]) for r in rows}
+
+    async def _limits_of(self, wanted: list[tuple[str, ...]]) -> list[dict[str, float] | Exception]:
+        names = sorted({name for names in wanted for name in names})
+        found: dict[str, float] = {}
+        for chunk in in_batches(names):
+            rows = await self._fetch(
+                f"SELECT name, value FROM limits WHERE name IN ({marks(chunk)})", *chunk
+            )
+            found.update({r["name"]: float(r["value"]) for r in rows})
+        return [{name: found[name] for name in names if name in found} for names in wanted]

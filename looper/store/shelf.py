@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from looper.models import Material, Passage, StoredMaterial
+from looper.store.batch import Batcher, in_batches, marks
 from looper.store.dialect import Connection, Dialect, Row
 from looper.store.errors import NotFound
 
@@ -49,6 +50,11 @@ class Shelf:
     if TYPE_CHECKING:
 
         async def _fetch(self, sql: str, *args: Any) -> list[Row]: ...
+
+    def __init__(self) -> None:
+        super().__init__()
+        # Every answer asks how much its assistant has: answers starting together ask once.
+        self._material_totals: Batcher[str, int] = Batcher(self._material_tokens_of)
 
     async def add_material(
         self, material: Material, content: str, passages: list[tuple[str, int]]
@@ -120,10 +126,18 @@ class Shelf:
 
     async def material_tokens(self, assistant_id: str) -> int:
         """The tokens of all of an assistant's materials together (0: it has none)."""
-        rows = await self._fetch(
-            "SELECT sum(tokens) AS total FROM materials WHERE assistant_id = ?", assistant_id
-        )
-        return int(rows[0]["total"] or 0)
+        return await self._material_totals.add(assistant_id)
+
+    async def _material_tokens_of(self, assistant_ids: list[str]) -> list[int | Exception]:
+        totals: dict[str, int] = {}
+        for chunk in in_batches(sorted(set(assistant_ids))):
+            rows = await self._fetch(
+                "SELECT assistant_id, sum(tokens) AS total FROM materials "
+                f"WHERE assistant_id IN ({marks(chunk)}) GROUP BY assistant_id",
+                *chunk,
+            )
+            totals.update({r["assistant_id"]: int(r["total"] or 0) for r in rows})
+        return [totals.get(assistant_id, 0) for assistant_id in assistant_ids]
 
     async def whole_materials(self, assistant_id: str) -> list[tuple[str, str]]:
         """Each of an assistant's materials whole: its name and text, oldest first."""

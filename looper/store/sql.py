@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal, TypeVar
@@ -32,7 +32,7 @@ from looper.models import (
     UsageRecord,
     utcnow,
 )
-from looper.store.batch import Batcher
+from looper.store.batch import Batcher, in_batches, marks
 from looper.store.dialect import Connection, Dialect, Row
 from looper.store.errors import Conflict, LeaseLost, NotFound
 from looper.store.ledger import ADD_USAGE, USAGE_COLUMNS, Ledger, add_usage, usage_values
@@ -78,18 +78,6 @@ class Reservation:
 
 ANY_NUMBER = 1 << 40  # no per-asker cap: more turns than any asker has threads
 KEYED_ROWS = 100  # threads a multi-row INSERT: 1,800 parameters, under every database's limit
-BATCH = 500  # ids per IN (…) list, well under every database's limit on parameters
-
-
-def _in_batches(values: Sequence[str]) -> Iterator[list[str]]:
-    """`values` in slices short enough for one IN (…) list."""
-    for start in range(0, len(values), BATCH):
-        yield list(values[start : start + BATCH])
-
-
-def _marks(values: Sequence[Any]) -> str:
-    """The placeholders of an IN (…) list."""
-    return ", ".join("?" * len(values))
 
 
 def _parsed(model: type[M], row: Row) -> M:
@@ -172,9 +160,9 @@ async def _attachments_of(
 ) -> dict[tuple[str, int], list[Attachment]]:
     """The attachments of the threads' messages, by (thread id, message id), in order."""
     found: dict[tuple[str, int], list[Attachment]] = {}
-    for batch in _in_batches(thread_ids):
+    for batch in in_batches(thread_ids):
         rows = await db.fetch(
-            f"SELECT {ATTACHMENT_COLUMNS} FROM attachments WHERE thread_id IN ({_marks(batch)}) "
+            f"SELECT {ATTACHMENT_COLUMNS} FROM attachments WHERE thread_id IN ({marks(batch)}) "
             "ORDER BY thread_id, message_id, position",
             *batch,
         )
@@ -193,6 +181,7 @@ class Store(Ledger, Shelf):
     """Assistants, threads and messages in one SQL database (and the ledger of usage)."""
 
     def __init__(self, dialect: Dialect) -> None:
+        super().__init__()
         self.dialect = dialect
         self._work = asyncio.Event()
         self._new_threads = Batcher(self._add_threads)
@@ -279,10 +268,10 @@ class Store(Ledger, Shelf):
     async def _assistants_for(self, places: list[str]) -> list[BaseAssistant | Exception | None]:
         wanted = sorted(set(places))
         by_place: dict[str, BaseAssistant] = {}
-        for chunk in _in_batches(wanted):
+        for chunk in in_batches(wanted):
             rows = await self._fetch(
                 f"SELECT b.place, {BOUND_ASSISTANT} FROM bindings b "
-                f"JOIN assistants a ON a.id = b.assistant_id WHERE b.place IN ({_marks(chunk)})",
+                f"JOIN assistants a ON a.id = b.assistant_id WHERE b.place IN ({marks(chunk)})",
                 *chunk,
             )
             by_place.update({r["place"]: _assistant(r) for r in rows})
@@ -313,7 +302,7 @@ class Store(Ledger, Shelf):
     async def _rules_of(self, subjects: list[str]) -> list[AccessRule | Exception | None]:
         wanted = sorted(set(subjects))
         found: dict[str, AccessRule] = {}
-        for chunk in _in_batches(wanted):
+        for chunk in in_batches(wanted):
             found.update(await self.rules(chunk))
         return [found.get(subject) for subject in subjects]
 
@@ -321,7 +310,7 @@ class Store(Ledger, Shelf):
         """The rules of `subjects` (of every subject when None), by subject."""
         if subjects is not None and not subjects:
             return {}
-        condition = f"WHERE subject IN ({_marks(subjects)})" if subjects is not None else ""
+        condition = f"WHERE subject IN ({marks(subjects)})" if subjects is not None else ""
         rows = await self._fetch(
             f"SELECT subject, rule FROM access {condition} ORDER BY subject", *(subjects or ())
         )
@@ -375,7 +364,7 @@ class Store(Ledger, Shelf):
 
     @staticmethod
     async def _known_assistants(db: Connection, ids: set[str]) -> set[str]:
-        rows = await db.fetch(f"SELECT id FROM assistants WHERE id IN ({_marks(list(ids))})", *ids)
+        rows = await db.fetch(f"SELECT id FROM assistants WHERE id IN ({marks(list(ids))})", *ids)
         return {row["id"] for row in rows}
 
     @staticmethod
@@ -385,7 +374,7 @@ class Store(Ledger, Shelf):
         inserted: set[str] = set()
         for start in range(0, len(threads), KEYED_ROWS):
             chunk = threads[start : start + KEYED_ROWS]
-            rows = ", ".join(f"({_marks(THREAD_COLUMNS.split(', '))})" for _ in chunk)
+            rows = ", ".join(f"({marks(THREAD_COLUMNS.split(', '))})" for _ in chunk)
             added = await db.fetch(
                 f"INSERT INTO threads ({THREAD_COLUMNS}) VALUES {rows} "
                 "ON CONFLICT DO NOTHING RETURNING id",
@@ -544,10 +533,10 @@ class Store(Ledger, Shelf):
     @staticmethod
     async def _messages_of(db: Connection, thread_ids: list[str]) -> dict[str, list[Message]]:
         found: dict[str, list[Message]] = {thread_id: [] for thread_id in thread_ids}
-        for batch in _in_batches(thread_ids):
+        for batch in in_batches(thread_ids):
             rows = await db.fetch(
                 f"SELECT {MESSAGE_COLUMNS} FROM messages "
-                f"WHERE thread_id IN ({_marks(batch)}) ORDER BY thread_id, id",
+                f"WHERE thread_id IN ({marks(batch)}) ORDER BY thread_id, id",
                 *batch,
             )
             for row in rows:
@@ -660,9 +649,9 @@ class Store(Ledger, Shelf):
     async def _lease_holders(self, db: Connection, thread_ids: list[str]) -> dict[str, str]:
         """Who holds each thread's lease, its row locked until the transaction ends."""
         holders: dict[str, str] = {}
-        for chunk in _in_batches(sorted(set(thread_ids))):
+        for chunk in in_batches(sorted(set(thread_ids))):
             rows = await db.fetch(
-                f"SELECT id, lease_owner FROM threads WHERE id IN ({_marks(chunk)})"
+                f"SELECT id, lease_owner FROM threads WHERE id IN ({marks(chunk)})"
                 f"{self.dialect.for_update}",
                 *chunk,
             )
@@ -788,7 +777,7 @@ class Store(Ledger, Shelf):
         kept only when the vote stays the same)."""
         async with self.dialect.connection() as db:
             await db.execute(
-                f"INSERT INTO feedback ({FEEDBACK_COLUMNS}) VALUES ({_marks(range(10))}) "
+                f"INSERT INTO feedback ({FEEDBACK_COLUMNS}) VALUES ({marks(range(10))}) "
                 "ON CONFLICT (thread_id, answers, person) DO UPDATE SET "
                 "vote = excluded.vote, updated_at = excluded.updated_at, "
                 "assistant_id = excluded.assistant_id, "
@@ -899,7 +888,7 @@ class Store(Ledger, Shelf):
             )
             await db.executemany(ADD_USAGE, map(usage_values, snapshot.usage))
             await db.executemany(
-                f"INSERT INTO feedback ({FEEDBACK_COLUMNS}) VALUES ({_marks(range(10))})",
+                f"INSERT INTO feedback ({FEEDBACK_COLUMNS}) VALUES ({marks(range(10))})",
                 [_feedback_values(f) for f in snapshot.feedback],
             )
             await self._put_materials(db, snapshot.materials)
