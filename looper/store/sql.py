@@ -266,17 +266,18 @@ class Store(Ledger, Shelf):
         return await self._bound.add(place)
 
     async def _assistants_for(self, places: list[str]) -> list[BaseAssistant | Exception | None]:
-        wanted = sorted(set(places))
-        by_place: dict[str, BaseAssistant] = {}
-        for chunk in in_batches(wanted):
+        # One query a batch: the bound assistants, and the oldest (place NULL) for the rest.
+        by_place: dict[str | None, BaseAssistant] = {}
+        for chunk in in_batches(sorted(set(places))):
             rows = await self._fetch(
                 f"SELECT b.place, {BOUND_ASSISTANT} FROM bindings b "
-                f"JOIN assistants a ON a.id = b.assistant_id WHERE b.place IN ({marks(chunk)})",
+                f"JOIN assistants a ON a.id = b.assistant_id WHERE b.place IN ({marks(chunk)}) "
+                f"UNION ALL SELECT * FROM (SELECT NULL AS place, {ASSISTANT_COLUMNS} "
+                "FROM assistants ORDER BY created_at, id LIMIT 1) oldest",
                 *chunk,
             )
             by_place.update({r["place"]: _assistant(r) for r in rows})
-        oldest = await self._assistants("ORDER BY created_at, id LIMIT 1")
-        return [by_place.get(place, oldest[0] if oldest else None) for place in places]
+        return [by_place.get(place, by_place.get(None)) for place in places]
 
     async def bindings(self) -> dict[str, str]:
         """Every bound place and its assistant's id."""
