@@ -206,6 +206,31 @@ async def test_reservations_made_together_each_keep_to_their_own_lease(store: St
     assert refs == ["ts-0", None, "ts-2"]
 
 
+async def test_threads_placed_together_each_keep_to_their_own_lease(store: Store) -> None:
+    assistant = await store.add_assistant(ChatCompletionPhysicsTutor())
+    first = NewMessage(content="q")
+    waiting = [
+        await store.add_thread(
+            ChatCompletionThread(
+                assistant_id=assistant.id, chat_completion_model="m", awaiting_place=True
+            ),
+            first,
+        )
+        for _ in range(2)
+    ]
+    assert len(await store.claim_pending("a", 10, 30)) == 2
+    mine, theirs = await asyncio.gather(
+        store.place_thread(waiting[0].id, "a", {"channel": "C1"}, "C1:1.0"),
+        store.place_thread(waiting[1].id, "b", {"channel": "C2"}, "C2:1.0"),
+        return_exceptions=True,
+    )
+    assert isinstance(mine, ChatCompletionThread) and isinstance(theirs, LeaseLost)
+    assert (mine.metadata, mine.external_key) == ({"channel": "C1"}, "C1:1.0")
+    assert not mine.awaiting_place
+    assert mine.pending and (await store.find_thread("C1:1.0")) == mine
+    assert (await store.get_thread(waiting[1].id)).awaiting_place
+
+
 async def test_failure_settles_without_busy_retry_and_retry_reopens(store: Store) -> None:
     thread = await physics_thread(store)
     await store.add_user_message(thread.id, "q")

@@ -67,6 +67,16 @@ NewThread = tuple[ChatCompletionThread, NewMessage | None]
 
 
 @dataclass(frozen=True)
+class Placement:
+    """Where the sink placed a leased thread that was `awaiting_place`."""
+
+    thread_id: str
+    owner: str
+    metadata: dict[str, str]
+    external_key: str | None
+
+
+@dataclass(frozen=True)
 class Reservation:
     """Where a leased thread's answer up to user message `upto` is being delivered."""
 
@@ -188,6 +198,7 @@ class Store(Ledger, Shelf):
         self._bound = Batcher(self._assistants_for)
         self._rules = Batcher(self._rules_of)
         self._reservations = Batcher(self._reserve_replies)
+        self._placements = Batcher(self._place_threads)
 
     async def open(self) -> None:
         """Connect and bring the schema up to date."""
@@ -714,19 +725,34 @@ class Store(Ledger, Shelf):
     async def place_thread(
         self, thread_id: str, owner: str, metadata: dict[str, str], external_key: str | None
     ) -> ChatCompletionThread:
-        """Record the place the sink gave a thread `awaiting_place` (the lease stays).
+        """Record the place the sink gave a thread `awaiting_place` (the lease stays; threads
+        placed at the same moment are recorded together).
 
         Raises LeaseLost when the lease is no longer ours.
         """
+        return await self._placements.add(Placement(thread_id, owner, metadata, external_key))
+
+    async def _place_threads(
+        self, batch: list[Placement]
+    ) -> list[ChatCompletionThread | Exception]:
         placed = "metadata = ?, external_key = ?, awaiting_place = 0, reply_upto = NULL"
-        async with self.dialect.connection() as db:
-            rows = await db.fetch(
-                f"UPDATE threads SET {placed}, reply_ref = NULL {OWNED} RETURNING {THREAD_COLUMNS}",
-                *(json.dumps(metadata), external_key, thread_id, owner),
+        async with self.dialect.transaction() as db:
+            holders = await self._lease_holders(db, [p.thread_id for p in batch])
+            held = [p for p in batch if holders.get(p.thread_id) == p.owner]
+            await db.executemany(
+                f"UPDATE threads SET {placed}, reply_ref = NULL WHERE id = ?",
+                [(json.dumps(p.metadata), p.external_key, p.thread_id) for p in held],
             )
-        if not rows:
-            raise LeaseLost(f"thread {thread_id!r} is no longer leased to {owner!r}")
-        return _parsed(ChatCompletionThread, rows[0])
+            rows = []
+            for chunk in in_batches([p.thread_id for p in held]):
+                condition = f"WHERE id IN ({marks(chunk)})"
+                rows += await db.fetch(f"SELECT {THREAD_COLUMNS} FROM threads {condition}", *chunk)
+        stored = {row["id"]: _parsed(ChatCompletionThread, row) for row in rows}
+        return [
+            stored.get(p.thread_id)
+            or LeaseLost(f"thread {p.thread_id!r} is no longer leased to {p.owner!r}")
+            for p in batch
+        ]
 
     async def abandon_place(self, thread_id: str, owner: str, upto: int, error: str) -> None:
         """The sink cannot place the thread anywhere: settle it with `error`, unplaced."""
