@@ -195,10 +195,11 @@ class EventHandlers:
             self.titles.started(place.channel, root, question.content or named)
 
     def _show_thinking(self, channel: str, thread_ts: str) -> None:
-        """ "is thinking…" under the thread while the question is stored: the event is
-        acknowledged once it is stored, without waiting for Slack. The question says it
-        shows; where Slack refuses it, which it rarely does, the answer's stream or post is
-        the first sign of work instead."""
+        """ "is thinking…" under the thread, once the question is stored: started in the
+        background, so the acknowledgement goes out first (under a burst of mentions, 200
+        status calls made while storing delayed every acknowledgement behind them). The
+        question says it shows; where Slack refuses it, which it rarely does, the answer's
+        stream or post is the first sign of work instead."""
         self.later.start(show_thinking(self.api, channel, thread_ts))
 
     async def _may_ask(self, event: dict[str, Any], root: str, tells: bool) -> bool:
