@@ -147,8 +147,12 @@ class Looper:
         for claim in claims:
             task = asyncio.create_task(self.answer(claim), name=f"answer {claim.thread.id}")
             self.answering.add(task)
-            task.add_done_callback(self.answering.discard)
+            task.add_done_callback(self._slot_freed)
         return len(claims)
+
+    def _slot_freed(self, task: asyncio.Task[None]) -> None:
+        self.answering.discard(task)
+        self.store.notify_work()  # the free slot may take a thread that waits for one
 
     async def drain(self) -> None:
         if not self.answering:

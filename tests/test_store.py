@@ -12,6 +12,7 @@ from looper.models import (
     BaseAssistant,
     ChatCompletionPhysicsTutor,
     ChatCompletionThread,
+    Message,
     NewMessage,
     utcnow,
 )
@@ -204,6 +205,27 @@ async def test_reservations_made_together_each_keep_to_their_own_lease(store: St
     assert isinstance(results[1], LeaseLost)
     refs = [(await store.get_thread(t.id)).reply_ref for t in threads]
     assert refs == ["ts-0", None, "ts-2"]
+
+
+async def test_answers_committed_together_each_keep_to_their_own_lease(store: Store) -> None:
+    threads = [await physics_thread(store) for _ in range(3)]
+    for thread in threads:
+        await store.add_user_message(thread.id, "q1")
+    await store.add_user_message(threads[2].id, "q2")
+    assert len(await store.claim_pending("a", 10, 30)) == 3
+    results = await asyncio.gather(
+        store.commit_answer(threads[0].id, "a", 1, "a0"),
+        store.commit_answer(threads[1].id, "b", 1, "not b's"),
+        store.commit_answer(threads[2].id, "a", 2, "a2", {"answers": "2"}),
+        return_exceptions=True,
+    )
+    assert isinstance(results[1], LeaseLost)
+    assert [(m.id, m.content) for m in results if isinstance(m, Message)] == [(2, "a0"), (3, "a2")]
+    contents = [[m.content for m in await store.list_messages(t.id)] for t in threads]
+    assert contents == [["q1", "a0"], ["q1"], ["q1", "q2", "a2"]]
+    hwms = [(await store.get_thread(t.id)).hwm for t in threads]
+    assert hwms == [1, 0, 2]
+    assert await store.lease_owners() == ["a"]  # thread 1 is still a's: b could not commit it
 
 
 async def test_threads_placed_together_each_keep_to_their_own_lease(store: Store) -> None:

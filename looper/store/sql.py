@@ -67,6 +67,27 @@ NewThread = tuple[ChatCompletionThread, NewMessage | None]
 
 
 @dataclass(frozen=True)
+class Answer:
+    """A leased thread's answer up to user message `upto`, ready to be committed."""
+
+    thread_id: str
+    owner: str
+    upto: int
+    content: NewMessage
+    usage: UsageRecord | None
+
+    def message(self, number: int, at: datetime) -> Message:
+        return Message(
+            id=number,
+            thread_id=self.thread_id,
+            role="assistant",
+            content=self.content.content,
+            created_at=at,
+            metadata=self.content.metadata,
+        )
+
+
+@dataclass(frozen=True)
 class Placement:
     """Where the sink placed a leased thread that was `awaiting_place`."""
 
@@ -199,6 +220,7 @@ class Store(Ledger, Shelf):
         self._rules = Batcher(self._rules_of)
         self._reservations = Batcher(self._reserve_replies)
         self._placements = Batcher(self._place_threads)
+        self._commits = Batcher(self._commit_answers)
 
     async def open(self) -> None:
         """Connect and bring the schema up to date."""
@@ -680,24 +702,52 @@ class Store(Ledger, Shelf):
         usage: UsageRecord | None = None,
     ) -> Message:
         """Store the answer, what it took (`usage`) and advance `hwm` to `upto` together;
-        release the lease.
+        release the lease (answers finishing together are committed in one transaction).
 
         Raises LeaseLost (and writes nothing) when the lease is no longer ours.
         """
+        answer = NewMessage(content=content, metadata=metadata or {})
+        return await self._commits.add(Answer(thread_id, owner, upto, answer, usage))
+
+    async def _commit_answers(self, batch: list[Answer]) -> list[Message | Exception]:
+        # A handful of statements for the whole batch, however many answers it holds.
         most = self.dialect.greatest
         settle = f"hwm = {most}(hwm, ?), settled = {most}(settled, ?), last_error = NULL"
+        now = utcnow()
         async with self.dialect.transaction() as db:
-            await self._owned(
-                db,
-                f"{settle}, failure_ref = NULL, reply_upto = NULL, reply_ref = NULL, {RELEASED}",
-                *(upto, upto, thread_id, owner),
+            holders = await self._lease_holders(db, [a.thread_id for a in batch])
+            held = [a for a in batch if holders.get(a.thread_id) == a.owner]
+            await db.executemany(
+                f"UPDATE threads SET {settle}, failure_ref = NULL, reply_upto = NULL, "
+                f"reply_ref = NULL, {RELEASED}, message_count = message_count + 1, "
+                "last_activity = ? WHERE id = ?",
+                [(a.upto, a.upto, now, a.thread_id) for a in held],
             )
-            answer = NewMessage(content=content, metadata=metadata or {})
-            message = await self._append(db, thread_id, "assistant", answer)
-            await add_usage(db, usage)
-            await self._announce_work(db, thread_id)
-        self.notify_work()
-        return message
+            numbers = await self._message_counts(db, [a.thread_id for a in held])
+            messages = {a.thread_id: a.message(numbers[a.thread_id], now) for a in held}
+            await db.executemany(
+                ADD_MESSAGE, [_message_values(m, None, None) for m in messages.values()]
+            )
+            await db.executemany(ADD_USAGE, [usage_values(a.usage) for a in held if a.usage])
+            if held:
+                await self._announce_work(db, "answers")
+        if held:
+            self.notify_work()
+        return [
+            messages.get(a.thread_id)
+            or LeaseLost(f"thread {a.thread_id!r} is no longer leased to {a.owner!r}")
+            for a in batch
+        ]
+
+    @staticmethod
+    async def _message_counts(db: Connection, thread_ids: list[str]) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for chunk in in_batches(thread_ids):
+            rows = await db.fetch(
+                f"SELECT id, message_count FROM threads WHERE id IN ({marks(chunk)})", *chunk
+            )
+            counts.update({row["id"]: int(row["message_count"]) for row in rows})
+        return counts
 
     async def record_failure(
         self,
