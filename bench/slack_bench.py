@@ -7,12 +7,17 @@ the first after L seconds).
 Scenarios: ANSWERS `/tutor ask` at once, one per channel; ANSWERS top-level mentions, one per
 channel; a classroom of CLASS_SIZE `/tutor ask` within 5 s in one channel (0: skipped). After
 each, the floor: a raw reader of the same number of streams from the same fake model, doing
-nothing else (`bench.floor`). Prints a table (and each row as JSON); asserts nothing.
+nothing else (`bench.floor`). After the asks and the mentions, the Slack floor too: the least
+a bot could do for the same burst (acknowledge, then "is thinking…"; `bench.slack_floor`) in a
+fresh process against a fresh fake Slack; its ack and first-sign latencies are the fake
+Slack's and this machine's share of tutor's. Prints a table (and each row as JSON); asserts
+nothing.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import statistics
@@ -25,14 +30,36 @@ from pathlib import Path
 from typing import Any
 
 from bench.floor import FakeModel, Floor, cpu_us_per_event, measure_floor, process_cpu, table
+from bench.slack_floor import start_slack_floor
 from fakes.openai_server import API_KEY
-from fakes.slack_server import APP_TOKEN, BOT_TOKEN, BOT_USER, FakeSlack
+from fakes.slack_server import APP_TOKEN, BOT_TOKEN, BOT_USER, Call, FakeSlack
 
 STUDENT = "U0STUDENT1"
 VISIBLE = {"chat.startStream", "assistant.threads.setStatus", "chat.postMessage"}
+Send = Callable[[FakeSlack, str], str]  # one question into a channel; its envelope id
 
 
-class Run:
+class Fresh:
+    """A fresh fake Slack (tiers enforced) with an app answering it: tutor or the Slack floor."""
+
+    slack: FakeSlack
+    calls_before = 0  # the Web API calls made before the scenario's questions
+
+    def wait_answered(
+        self, channels: list[str], per_channel: int = 1, timeout: float = 600
+    ) -> None:
+        raise NotImplementedError
+
+    def warm_up(self, count: int) -> None:
+        """A few questions first, so that the app's connections are open; then count calls."""
+        channels = [f"C0WARMUP{i:02d}" for i in range(count)]
+        for channel in channels:
+            self.slack.wait_ack(self.slack.slash(STUDENT, channel, "ask warm up"))
+        self.wait_answered(channels, timeout=30)
+        self.calls_before = len(self.slack.calls)
+
+
+class Run(Fresh):
     """A fresh fake Slack, database and `tutor run` process(es) for one scenario."""
 
     def __init__(
@@ -67,15 +94,7 @@ class Run:
                 )
             )
             self.slack.wait_connected(index + 1)
-        self.warm_up()
-
-    def warm_up(self) -> None:
-        """A few questions first: each replica's Bolt checks its token, clients open."""
-        channels = [f"C0WARMUP{i:02d}" for i in range(3 * len(self.processes))]
-        for channel in channels:
-            self.slack.wait_ack(self.slack.slash(STUDENT, channel, "ask warm up"))
-        self.wait_answered(channels, timeout=30)
-        self.calls_before = len(self.slack.calls)
+        self.warm_up(3 * replicas)  # each replica's Bolt checks its token, clients open
         self.cpu_before = self.cpu()
 
     def cpu(self) -> float:
@@ -105,6 +124,55 @@ class Run:
         self.slack.stop()
 
 
+class FloorRun(Fresh):
+    """A fresh fake Slack and the Slack floor (`bench.slack_floor`) in its own process, told
+    to stop after the first sign of `questions` questions (warm-up ones besides)."""
+
+    WARM_UPS = 3
+
+    def __init__(self, questions: int) -> None:
+        self.slack = FakeSlack(enforce_tiers=True).start()
+        self.process = start_slack_floor(self.slack.base_url, self.WARM_UPS + questions)
+        self.asked = 0  # questions waited for so far: one "is thinking…" each
+        try:
+            self.slack.wait_connected()
+            self.warm_up(self.WARM_UPS)
+        except BaseException:
+            self.stop()
+            raise
+
+    def wait_answered(self, channels: list[str], per_channel: int = 1, timeout: float = 60) -> None:
+        """Until "is thinking…" shows under each question (all the floor does), or it stops."""
+        self.asked += len(channels) * per_channel
+        shown = self.slack.statuses
+        self.slack.wait_until(
+            lambda: len(shown) >= self.asked or self.process.poll() is not None, min(timeout, 60)
+        )
+        if len(shown) < self.asked:
+            raise RuntimeError(f"the Slack floor stopped early ({self.process.returncode})")
+
+    def stop(self) -> dict[str, Any]:
+        """Its own account, once it has stopped (told to, when it has not by itself)."""
+        try:
+            printed = ended(self.process)
+        finally:
+            self.slack.stop()
+        return dict(json.loads(printed)) if self.process.returncode == 0 else {}
+
+
+def ended(process: subprocess.Popen[str]) -> str:
+    """What a process printed, once it has exited: by itself, on SIGTERM, or killed."""
+    stops: tuple[Callable[[], None] | None, ...] = (None, process.terminate, process.kill)
+    for stop in stops:
+        if stop is not None:
+            stop()
+        try:
+            return process.communicate(timeout=10)[0]
+        except subprocess.TimeoutExpired:
+            continue
+    return process.communicate()[0]
+
+
 def percentile(values: list[float], share: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(share * (len(ordered) - 1)))]
@@ -114,22 +182,39 @@ def milliseconds(seconds: float) -> float:
     return round(seconds * 1000, 1)
 
 
+def first_signs(calls: list[Call], started: dict[str, float]) -> list[float]:
+    """From each question out to the first threaded visible call in its channel Slack took."""
+    first_sign: dict[str, float] = {}
+    for call in calls:
+        channel = str(call.args.get("channel") or call.args.get("channel_id") or "")
+        threaded = call.method != "chat.postMessage" or call.args.get("thread_ts")
+        if channel in started and call.method in VISIBLE and threaded and call.status == 200:
+            first_sign.setdefault(channel, call.at - started[channel])
+    return list(first_sign.values())
+
+
+def latencies(run: Fresh, started: dict[str, float], envelopes: list[str]) -> dict[str, float]:
+    """Ack (as the fake Slack measures it) and first-sign latencies of one burst."""
+    acks = [run.slack.envelopes[e].ack_latency or 0.0 for e in envelopes]
+    signs = first_signs(run.slack.calls[run.calls_before :], started)
+    return {
+        "ack_p50_ms": milliseconds(statistics.median(acks)),
+        "ack_p99_ms": milliseconds(percentile(acks, 0.99)),
+        "first_sign_p50_ms": milliseconds(statistics.median(signs)),
+        "first_sign_p99_ms": milliseconds(percentile(signs, 0.99)),
+    }
+
+
 def report(run: Run, started: dict[str, float], envelopes: list[str]) -> dict[str, Any]:
     """Numbers for one scenario; `started` maps each channel to when its question went out."""
     cpu_seconds = run.cpu() - run.cpu_before
     calls = run.slack.calls[run.calls_before :]
-    first_sign: dict[str, float] = {}
     root_post: dict[str, float] = {}
     for call in calls:
         root_channel = str(call.args.get("channel"))
         if call.method == "chat.postMessage" and not call.args.get("thread_ts"):
             if root_channel in started:
                 root_post.setdefault(root_channel, call.at - started[root_channel])
-        channel = str(call.args.get("channel") or call.args.get("channel_id") or "")
-        threaded = call.method != "chat.postMessage" or call.args.get("thread_ts")
-        if channel in started and call.method in VISIBLE and threaded and call.status == 200:
-            first_sign.setdefault(channel, call.at - started[channel])
-    acks = [run.slack.envelopes[e].ack_latency or 0.0 for e in envelopes]
     finished = max(c.at for c in calls if c.status == 200)
     by_method: dict[str, int] = {}
     for call in calls:
@@ -137,10 +222,7 @@ def report(run: Run, started: dict[str, float], envelopes: list[str]) -> dict[st
     answers = sum(len(run.answers(c)) for c in started)
     return {
         "answers": answers,
-        "ack_p50_ms": milliseconds(statistics.median(acks)),
-        "ack_p99_ms": milliseconds(percentile(acks, 0.99)),
-        "first_sign_p50_ms": milliseconds(statistics.median(first_sign.values())),
-        "first_sign_p99_ms": milliseconds(percentile(list(first_sign.values()), 0.99)),
+        **latencies(run, started, envelopes),
         "root_post_p50_ms": milliseconds(statistics.median(root_post.values()))
         if root_post
         else None,
@@ -169,7 +251,9 @@ def against(result: dict[str, Any], floor: Floor, floor_s: float | None = None) 
     }
 
 
-def fan_out(run: Run, count: int, send: Callable[[FakeSlack, str], str]) -> dict[str, Any]:
+def burst(run: Fresh, count: int, send: Send) -> tuple[dict[str, float], list[str]]:
+    """`count` questions at once, one a channel, until answered: when each went out (by
+    channel) and the envelope ids."""
     channels = [f"C0BENCH{i:03d}" for i in range(count)]
     for channel in channels:
         run.slack.add_channel(channel)
@@ -180,7 +264,44 @@ def fan_out(run: Run, count: int, send: Callable[[FakeSlack, str], str]) -> dict
         started[channel] = time.monotonic()
         envelopes.append(send(run.slack, channel))
     run.wait_answered(channels)
-    return report(run, started, envelopes)
+    return started, envelopes
+
+
+def fan_out(run: Run, count: int, send: Send) -> dict[str, Any]:
+    return report(run, *burst(run, count, send))
+
+
+def measure_slack_floor(count: int, send: Send) -> dict[str, Any]:
+    """The Slack floor's latencies for the same burst (`slack_floor_…`), none when it failed."""
+    try:
+        floor = FloorRun(count)
+    except (RuntimeError, TimeoutError) as error:
+        print(f"the Slack floor did not start: {error}", file=sys.stderr)
+        return {}
+    numbers: dict[str, Any] = {}
+    try:
+        numbers = latencies(floor, *burst(floor, count, send))
+    except (RuntimeError, TimeoutError, statistics.StatisticsError) as error:
+        print(f"the Slack floor failed: {error}", file=sys.stderr)
+    finally:
+        numbers["failed"] = floor.stop().get("failed")  # first signs Slack refused
+    return {f"slack_floor_{key}": value for key, value in numbers.items()}
+
+
+def against_slack_floor(result: dict[str, Any], floor: dict[str, Any]) -> dict[str, Any]:
+    """The result with the Slack floor's latencies and the ratios to them."""
+    return {
+        **result,
+        **floor,
+        "ack_p99_over_floor": ratio(result["ack_p99_ms"], floor.get("slack_floor_ack_p99_ms")),
+        "first_sign_over_floor": ratio(
+            result["first_sign_p50_ms"], floor.get("slack_floor_first_sign_p50_ms")
+        ),
+    }
+
+
+def ratio(value: float, floor: float | None) -> float | None:
+    return round(value / floor, 2) if floor else None
 
 
 def student_in(channel: str) -> str:
@@ -234,7 +355,12 @@ ROW = {
     "total_over_floor": "total/floor",
     "ack_p50_ms": "ack p50 ms",
     "ack_p99_ms": "ack p99 ms",
+    "slack_floor_ack_p50_ms": "floor ack p50 ms",
+    "slack_floor_ack_p99_ms": "floor ack p99 ms",
+    "ack_p99_over_floor": "ack p99/floor",
     "first_sign_p50_ms": "first sign p50 ms",
+    "slack_floor_first_sign_p50_ms": "floor first sign p50 ms",
+    "first_sign_over_floor": "first sign/floor",
     "calls_per_answer": "calls/answer",
     "rate_limited_429": "429s",
     "cpu_us_per_event": "CPU µs/event",
@@ -243,9 +369,9 @@ ROW = {
 
 
 def row(name: str, result: dict[str, Any]) -> dict[str, Any]:
-    """One line of the printed table."""
+    """One line of the printed table ("-" where a scenario has no such number)."""
     values = {"scenario": name, **result}
-    return {title: values[key] for key, title in ROW.items()}
+    return {title: values.get(key, "-") for key, title in ROW.items()}
 
 
 def measure(
@@ -256,8 +382,10 @@ def measure(
     floor_s: Callable[[Floor], float] | None = None,
     database_url: str | None = None,
     replicas: int = 1,
+    slack: Callable[[], dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """tutor's run of one scenario, then the floor for as many streams from the same model."""
+    """tutor's run of one scenario, then the floor for as many streams from the same model,
+    then the Slack floor (`slack`) where given."""
     run = Run(model.base_url, folder, name.replace(" ", "_"), database_url, replicas)
     try:
         result = scenario(run)
@@ -265,6 +393,8 @@ def measure(
         run.stop()
     floor = measure_floor(model.base_url, result["answers"])
     measured = against(result, floor, floor_s(floor) if floor_s else None)
+    if slack is not None:
+        measured = against_slack_floor(measured, slack())
     print(name, json.dumps(measured), flush=True)
     return measured
 
@@ -276,14 +406,18 @@ def main() -> None:
     parser.add_argument("--class-size", type=int, default=30)
     args = parser.parse_args()
     latency, size = args.first_token, args.class_size
-    scenarios: dict[str, Callable[[Run], dict[str, Any]]] = {
-        "asks": lambda run: fan_out(run, args.answers, ask),
-        "mentions": lambda run: fan_out(run, args.answers, mention),
-    }
+    scenarios: dict[str, Send] = {"asks": ask, "mentions": mention}
     rows = []
     with FakeModel(latency) as model, tempfile.TemporaryDirectory() as folder:
-        for name, scenario in scenarios.items():
-            rows.append(row(name, measure(model, Path(folder), name, scenario)))
+        for name, send in scenarios.items():
+            result = measure(
+                model,
+                Path(folder),
+                name,
+                functools.partial(fan_out, count=args.answers, send=send),
+                slack=functools.partial(measure_slack_floor, args.answers, send),
+            )
+            rows.append(row(name, result))
         if size:
             # Its floor is Slack's limits (one channel), far above the model's.
             slack_floor = classroom_floor(size, latency)

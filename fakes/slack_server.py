@@ -1407,6 +1407,7 @@ class FakeSlack:
         self.base_url = f"http://127.0.0.1:{bound}/api/"
         self._started.set()
         loop.run_forever()
+        loop.close()  # here, once stopped: not left to the garbage collector at exit
 
     def stop(self) -> None:
         if self._loop is not None:

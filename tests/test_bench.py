@@ -41,7 +41,8 @@ def test_slack_bench_runs_every_scenario_against_its_floor() -> None:
     results = json_lines(output)
     assert [r["answers"] for r in results] == [3, 3]
     assert all(r["floor_s"] > 0 and r["events"] > 0 for r in results)
-    assert "total/floor" in output and "CPU µs/event" in output
+    assert all(r["slack_floor_first_sign_p50_ms"] > 0 for r in results)  # the Slack floor ran
+    assert "total/floor" in output and "CPU µs/event" in output and "first sign/floor" in output
 
 
 def test_looper_bench_answers_every_pending_thread() -> None:
