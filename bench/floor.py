@@ -145,8 +145,9 @@ def cpu_us_per_event(cpu_seconds: float, events: float) -> float:
 
 
 def table(rows: list[dict[str, Any]]) -> str:
-    """Rows of equal keys as an aligned text table, the keys as its header."""
-    headers = list(rows[0])
+    """Rows of equal keys as an aligned text table, the keys as its header; a column no row
+    has a number for ("-" in each) is left out."""
+    headers = [h for h in rows[0] if any(row[h] != "-" for row in rows)]
     cells = [headers, *([str(row[h]) for h in headers] for row in rows)]
     widths = [max(len(line[i]) for line in cells) for i in range(len(headers))]
     return "\n".join(
