@@ -152,10 +152,12 @@ class TutorCommands:
 
     # anyone
     async def ask(self, call: Command) -> None:
-        refused = await self.access.refusal(call.user, call.channel)
+        refused, assistant = await asyncio.gather(  # read together: one round trip, not two
+            self.access.refusal(call.user, call.channel),
+            self.tutor.assistant_for(channel_place(call.channel)),
+        )
         if refused:
             raise UserError(refused)  # told in the ack: nothing was stored
-        assistant = await self.tutor.assistant_for(channel_place(call.channel))
         question = NewMessage(
             content=call.args,
             metadata={USER: call.user},
