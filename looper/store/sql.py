@@ -12,7 +12,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, Protocol, TypeVar
 
 from pydantic import BaseModel
 
@@ -109,6 +109,23 @@ class Reservation:
 
 ANY_NUMBER = 1 << 40  # no per-asker cap: more turns than any asker has threads
 KEYED_ROWS = 100  # threads a multi-row INSERT: 1,800 parameters, under every database's limit
+
+
+class Leased(Protocol):
+    """An item of a batch that only the holder of its thread's lease may write."""
+
+    @property
+    def thread_id(self) -> str: ...
+
+    @property
+    def owner(self) -> str: ...
+
+
+L = TypeVar("L", bound=Leased)
+
+
+def lease_lost(thread_id: str, owner: str) -> LeaseLost:
+    return LeaseLost(f"thread {thread_id!r} is no longer leased to {owner!r}")
 
 
 def _parsed(model: type[M], row: Row) -> M:
@@ -656,7 +673,7 @@ class Store(Ledger, Shelf):
         are the thread id and the owner."""
         sql = f"UPDATE threads SET {changes} {OWNED}"
         if await db.execute(sql, *args) != 1:
-            raise LeaseLost(f"thread {args[-2]!r} is no longer leased to {args[-1]!r}")
+            raise lease_lost(args[-2], args[-1])
 
     async def reserve_reply(self, thread_id: str, owner: str, upto: int, ref: str | None) -> None:
         """Record where the answer up to user message `upto` is being delivered (answers
@@ -667,30 +684,28 @@ class Store(Ledger, Shelf):
         # Two statements for the whole batch, not one a thread: under a burst each round
         # trip to the database waits behind everything else the event loop has to do.
         async with self.dialect.transaction() as db:
-            holders = await self._lease_holders(db, [r.thread_id for r in batch])
-            held = [r for r in batch if holders.get(r.thread_id) == r.owner]
+            held = await self._still_held(db, batch)
             await db.executemany(
                 "UPDATE threads SET reply_upto = ?, reply_ref = ? WHERE id = ?",
                 [(r.upto, r.ref, r.thread_id) for r in held],
             )
+        reserved = {r.thread_id for r in held}
         return [
-            None
-            if holders.get(r.thread_id) == r.owner
-            else LeaseLost(f"thread {r.thread_id!r} is no longer leased to {r.owner!r}")
-            for r in batch
+            None if r.thread_id in reserved else lease_lost(r.thread_id, r.owner) for r in batch
         ]
 
-    async def _lease_holders(self, db: Connection, thread_ids: list[str]) -> dict[str, str]:
-        """Who holds each thread's lease, its row locked until the transaction ends."""
+    async def _still_held(self, db: Connection, batch: list[L]) -> list[L]:
+        """The items of `batch` whose thread is still leased to their owner, those threads'
+        rows locked until the transaction ends."""
         holders: dict[str, str] = {}
-        for chunk in in_batches(sorted(set(thread_ids))):
+        for chunk in in_batches(sorted({item.thread_id for item in batch})):
             rows = await db.fetch(
                 f"SELECT id, lease_owner FROM threads WHERE id IN ({marks(chunk)})"
                 f"{self.dialect.for_update}",
                 *chunk,
             )
-            holders.update({row["id"]: row["lease_owner"] for row in rows if row["lease_owner"]})
-        return holders
+            holders.update({row["id"]: row["lease_owner"] for row in rows})
+        return [item for item in batch if holders.get(item.thread_id) == item.owner]
 
     async def commit_answer(
         self,
@@ -715,8 +730,7 @@ class Store(Ledger, Shelf):
         settle = f"hwm = {most}(hwm, ?), settled = {most}(settled, ?), last_error = NULL"
         now = utcnow()
         async with self.dialect.transaction() as db:
-            holders = await self._lease_holders(db, [a.thread_id for a in batch])
-            held = [a for a in batch if holders.get(a.thread_id) == a.owner]
+            held = await self._still_held(db, batch)
             await db.executemany(
                 f"UPDATE threads SET {settle}, failure_ref = NULL, reply_upto = NULL, "
                 f"reply_ref = NULL, {RELEASED}, message_count = message_count + 1, "
@@ -733,11 +747,7 @@ class Store(Ledger, Shelf):
                 await self._announce_work(db, "answers")
         if held:
             self.notify_work()
-        return [
-            messages.get(a.thread_id)
-            or LeaseLost(f"thread {a.thread_id!r} is no longer leased to {a.owner!r}")
-            for a in batch
-        ]
+        return [messages.get(a.thread_id) or lease_lost(a.thread_id, a.owner) for a in batch]
 
     @staticmethod
     async def _message_counts(db: Connection, thread_ids: list[str]) -> dict[str, int]:
@@ -787,8 +797,7 @@ class Store(Ledger, Shelf):
     ) -> list[ChatCompletionThread | Exception]:
         placed = "metadata = ?, external_key = ?, awaiting_place = 0, reply_upto = NULL"
         async with self.dialect.transaction() as db:
-            holders = await self._lease_holders(db, [p.thread_id for p in batch])
-            held = [p for p in batch if holders.get(p.thread_id) == p.owner]
+            held = await self._still_held(db, batch)
             await db.executemany(
                 f"UPDATE threads SET {placed}, reply_ref = NULL WHERE id = ?",
                 [(json.dumps(p.metadata), p.external_key, p.thread_id) for p in held],
@@ -798,11 +807,7 @@ class Store(Ledger, Shelf):
                 condition = f"WHERE id IN ({marks(chunk)})"
                 rows += await db.fetch(f"SELECT {THREAD_COLUMNS} FROM threads {condition}", *chunk)
         stored = {row["id"]: _parsed(ChatCompletionThread, row) for row in rows}
-        return [
-            stored.get(p.thread_id)
-            or LeaseLost(f"thread {p.thread_id!r} is no longer leased to {p.owner!r}")
-            for p in batch
-        ]
+        return [stored.get(p.thread_id) or lease_lost(p.thread_id, p.owner) for p in batch]
 
     async def abandon_place(self, thread_id: str, owner: str, upto: int, error: str) -> None:
         """The sink cannot place the thread anywhere: settle it with `error`, unplaced."""
