@@ -152,12 +152,13 @@ class TutorCommands:
 
     # anyone
     async def ask(self, call: Command) -> None:
-        refused, assistant = await asyncio.gather(  # read together: one round trip, not two
+        refused, found = await asyncio.gather(  # read together: one round trip, not two
             self.access.refusal(call.user, call.channel),
-            self.tutor.assistant_for(channel_place(call.channel)),
+            self.tutor.assistant_found_for(channel_place(call.channel)),
         )
         if refused:
             raise UserError(refused)  # told in the ack: nothing was stored
+        assistant = found or await self.tutor.add_assistant()
         question = NewMessage(
             content=call.args,
             metadata={USER: call.user},

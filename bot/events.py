@@ -165,12 +165,13 @@ class EventHandlers:
         place = SlackThread(
             event["channel"], root, event.get("team") or context.get("team_id") or ""
         )
-        allowed, assistant = await asyncio.gather(
+        allowed, found = await asyncio.gather(
             self._may_ask(event, root, tells=True),
-            self.tutor.assistant_for(channel_place(place.channel)),
+            self.tutor.assistant_found_for(channel_place(place.channel)),
         )
         if not allowed:
             return
+        assistant = found or await self.tutor.add_assistant()
         attached = await self._read_files(event, root, files, tells=True)
         if attached is None:
             return

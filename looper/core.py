@@ -313,8 +313,13 @@ class Tutor:
         return assistant
 
     async def assistant_for(self, place: str) -> BaseAssistant:
-        """The assistant bound to a place, else the default one."""
-        return await self.store.assistant_for(place) or await self.add_assistant()
+        """The assistant bound to a place, else the default one (made when there is none)."""
+        return await self.assistant_found_for(place) or await self.add_assistant()
+
+    async def assistant_found_for(self, place: str) -> BaseAssistant | None:
+        """The assistant bound to a place, else the oldest; None before there is any (a read
+        that writes nothing, to make alongside a check that may refuse)."""
+        return await self.store.assistant_for(place)
 
     async def bindings(self) -> dict[str, BaseAssistant]:
         """Every bound place and its assistant."""

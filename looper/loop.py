@@ -84,6 +84,7 @@ class Looper:
         self.budgets = budgets or Budgets(store, Defaults())
         self.prices = prices or Prices()
         self.answering: set[asyncio.Task[None]] = set()
+        self._store_up = True  # the last claim reached the store
         self.assistant_seconds = assistant_seconds
         self.reference = Reference(store, materials_tokens)
         self.assistants: dict[str, tuple[BaseAssistant, float]] = {}  # with when it was read
@@ -130,8 +131,10 @@ class Looper:
             try:
                 await self.tick()
                 wait = outage.succeeded()
+                self._store_up = True
             except Exception as exc:
                 wait = outage.failed(exc)
+                self._store_up = False
             await self.store.wait_for_work(wait)
         await self.drain()
         await self.completer.close()
@@ -152,7 +155,8 @@ class Looper:
 
     def _slot_freed(self, task: asyncio.Task[None]) -> None:
         self.answering.discard(task)
-        self.store.notify_work()  # the free slot may take a thread that waits for one
+        if self._store_up:  # in an outage, the looper keeps its backoff
+            self.store.notify_work()  # the free slot may take a thread that waits for one
 
     async def drain(self) -> None:
         if not self.answering:

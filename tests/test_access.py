@@ -59,6 +59,7 @@ def test_ask_obeys_denied_channels_and_users_until_allowed_again(
     assert denied == f"<#{CLASS}> is denied now."
     said = refused_ask(fake_slack, STUDENT, "is light a wave?")
     assert said == "Sorry, tutor does not answer in this channel. Ask a workspace admin."
+    assert bot.cli.ok("assistant", "ls") == ""  # a refused ask stores nothing, not even that
     assert ephemeral(fake_slack, ADMIN, "allow c0class001") == f"<#{CLASS}> is allowed now."
     denied = ephemeral(fake_slack, ADMIN, f"deny <@{STUDENT}|student>")
     assert denied == f"<@{STUDENT}> is denied now."

@@ -228,6 +228,43 @@ async def test_answers_committed_together_each_keep_to_their_own_lease(store: St
     assert await store.lease_owners() == ["a"]  # thread 1 is still a's: b could not commit it
 
 
+async def test_two_attempts_at_one_answer_committed_together_store_one(store: Store) -> None:
+    thread = await physics_thread(store)
+    await store.add_user_message(thread.id, "q1")
+    await claim_one(store, "a")
+    first, second = await asyncio.gather(
+        store.commit_answer(thread.id, "a", 1, "first"),
+        store.commit_answer(thread.id, "a", 1, "second"),
+        return_exceptions=True,
+    )
+    assert isinstance(first, Message) and isinstance(second, LeaseLost)
+    stored = [(m.id, m.content) for m in await store.list_messages(thread.id)]
+    assert stored == [(1, "q1"), (2, "first")]
+    assert (await store.get_thread(thread.id)).message_count == 2
+
+
+async def test_one_bad_item_fails_alone_in_its_batch(store: Store) -> None:
+    taken = await physics_thread(store, key="C1:1.0")
+    assistant = await store.get_assistant(taken.assistant_id)
+    waiting = [
+        await store.add_thread(
+            ChatCompletionThread(
+                assistant_id=assistant.id, chat_completion_model="m", awaiting_place=True
+            ),
+            NewMessage(content="q"),
+        )
+        for _ in range(2)
+    ]
+    assert len(await store.claim_pending("a", 10, 30)) == 2
+    clash, fine = await asyncio.gather(
+        store.place_thread(waiting[0].id, "a", {"channel": "C1"}, "C1:1.0"),  # taken
+        store.place_thread(waiting[1].id, "a", {"channel": "C2"}, "C2:1.0"),
+        return_exceptions=True,
+    )
+    assert isinstance(clash, Exception) and not isinstance(clash, LeaseLost)
+    assert isinstance(fine, ChatCompletionThread) and fine.external_key == "C2:1.0"
+
+
 async def test_threads_placed_together_each_keep_to_their_own_lease(store: Store) -> None:
     assistant = await store.add_assistant(ChatCompletionPhysicsTutor())
     first = NewMessage(content="q")

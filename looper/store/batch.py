@@ -12,6 +12,8 @@ import asyncio
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import Any, Generic, TypeVar
 
+from looper.store.errors import StoreUnavailable
+
 Item = TypeVar("Item")
 Result = TypeVar("Result")
 # Serves a batch; for each item, its result or the exception that item alone raises.
@@ -31,7 +33,12 @@ def marks(values: Sequence[Any]) -> str:
 
 
 class Batcher(Generic[Item, Result]):
-    """Collects items and serves them with `serve`, one batch at a time."""
+    """Collects items and serves them with `serve`, one batch at a time.
+
+    When a batch of several fails as a whole (one item broke a constraint, or a deadlock
+    chose it), its items are served again one at a time, so that only the item at fault
+    fails; unless the database is away, which fails them all alike.
+    """
 
     def __init__(self, serve: Serve[Item, Result]) -> None:
         self.serve = serve
@@ -48,10 +55,8 @@ class Batcher(Generic[Item, Result]):
     async def _serve_waiting(self) -> None:
         while self.waiting:
             batch, self.waiting = self.waiting, []
-            try:
-                results = await self.serve([item for item, _ in batch])
-            except Exception as exc:  # the whole batch failed (the database is away, say)
-                results = [exc] * len(batch)
+            items = [item for item, _ in batch]
+            results = await self._served(items)
             for (_, future), result in zip(batch, results, strict=True):
                 if future.done():
                     continue
@@ -59,3 +64,12 @@ class Batcher(Generic[Item, Result]):
                     future.set_exception(result)
                 else:
                     future.set_result(result)
+
+    async def _served(self, items: list[Item]) -> list[Result | Exception]:
+        try:
+            return await self.serve(items)
+        except Exception as exc:
+            if len(items) == 1 or isinstance(exc, StoreUnavailable):
+                return [exc] * len(items)
+        alone = [await self._served([item]) for item in items]
+        return [result for [result] in alone]

@@ -398,7 +398,8 @@ class Store(Ledger, Shelf):
                 else:  # the key (or the id) is taken
                     key = thread.external_key or thread.id
                     results.append(Conflict(f"a thread already exists for {key}"))
-            # Fresh random ids: rows without a key go in together (a clash fails the batch).
+            # Fresh random ids: rows without a key go in together (a clash fails the batch,
+            # whose threads are then added one at a time: see `Batcher`).
             await db.executemany(ADD_THREAD, map(_thread_values, keyless))
             added = [(t, f) for (t, f), r in zip(started, results, strict=True) if r is t]
             await db.executemany(ADD_MESSAGE, [_first_values(t, f) for t, f in added if f])
@@ -689,23 +690,27 @@ class Store(Ledger, Shelf):
                 "UPDATE threads SET reply_upto = ?, reply_ref = ? WHERE id = ?",
                 [(r.upto, r.ref, r.thread_id) for r in held],
             )
-        reserved = {r.thread_id for r in held}
-        return [
-            None if r.thread_id in reserved else lease_lost(r.thread_id, r.owner) for r in batch
-        ]
+        reserved = {id(r) for r in held}
+        return [None if id(r) in reserved else lease_lost(r.thread_id, r.owner) for r in batch]
 
     async def _still_held(self, db: Connection, batch: list[L]) -> list[L]:
         """The items of `batch` whose thread is still leased to their owner, those threads'
-        rows locked until the transaction ends."""
+        rows locked until the transaction ends (in id order, as every batch locks them).
+        Only a thread's first item: a second one for the same thread (two attempts at one
+        answer) is refused, as it would be after the first one's transaction."""
         holders: dict[str, str] = {}
         for chunk in in_batches(sorted({item.thread_id for item in batch})):
             rows = await db.fetch(
-                f"SELECT id, lease_owner FROM threads WHERE id IN ({marks(chunk)})"
-                f"{self.dialect.for_update}",
+                f"SELECT id, lease_owner FROM threads WHERE id IN ({marks(chunk)}) "
+                f"ORDER BY id{self.dialect.for_update}",
                 *chunk,
             )
             holders.update({row["id"]: row["lease_owner"] for row in rows})
-        return [item for item in batch if holders.get(item.thread_id) == item.owner]
+        held: dict[str, L] = {}
+        for item in batch:
+            if holders.get(item.thread_id) == item.owner:
+                held.setdefault(item.thread_id, item)
+        return list(held.values())
 
     async def commit_answer(
         self,
@@ -738,7 +743,7 @@ class Store(Ledger, Shelf):
                 [(a.upto, a.upto, now, a.thread_id) for a in held],
             )
             numbers = await self._message_counts(db, [a.thread_id for a in held])
-            messages = {a.thread_id: a.message(numbers[a.thread_id], now) for a in held}
+            messages = {id(a): a.message(numbers[a.thread_id], now) for a in held}
             await db.executemany(
                 ADD_MESSAGE, [_message_values(m, None, None) for m in messages.values()]
             )
@@ -747,7 +752,7 @@ class Store(Ledger, Shelf):
                 await self._announce_work(db, "answers")
         if held:
             self.notify_work()
-        return [messages.get(a.thread_id) or lease_lost(a.thread_id, a.owner) for a in batch]
+        return [messages.get(id(a)) or lease_lost(a.thread_id, a.owner) for a in batch]
 
     @staticmethod
     async def _message_counts(db: Connection, thread_ids: list[str]) -> dict[str, int]:
@@ -807,7 +812,11 @@ class Store(Ledger, Shelf):
                 condition = f"WHERE id IN ({marks(chunk)})"
                 rows += await db.fetch(f"SELECT {THREAD_COLUMNS} FROM threads {condition}", *chunk)
         stored = {row["id"]: _parsed(ChatCompletionThread, row) for row in rows}
-        return [stored.get(p.thread_id) or lease_lost(p.thread_id, p.owner) for p in batch]
+        kept = {id(p) for p in held}
+        return [
+            stored[p.thread_id] if id(p) in kept else lease_lost(p.thread_id, p.owner)
+            for p in batch
+        ]
 
     async def abandon_place(self, thread_id: str, owner: str, upto: int, error: str) -> None:
         """The sink cannot place the thread anywhere: settle it with `error`, unplaced."""
