@@ -84,7 +84,7 @@ class Looper:
         self.budgets = budgets or Budgets(store, Defaults())
         self.prices = prices or Prices()
         self.answering: set[asyncio.Task[None]] = set()
-        self._store_up = True  # the last claim reached the store
+        self.outage = Outage(poll_interval)  # failed claims since the last that worked
         self.assistant_seconds = assistant_seconds
         self.reference = Reference(store, materials_tokens)
         self.assistants: dict[str, tuple[BaseAssistant, float]] = {}  # with when it was read
@@ -126,15 +126,12 @@ class Looper:
 
     async def run(self) -> None:
         await self.drop_dead_leases()
-        outage = Outage(self.poll_interval)
         while not self._stopping:
             try:
                 await self.tick()
-                wait = outage.succeeded()
-                self._store_up = True
+                wait = self.outage.succeeded()
             except Exception as exc:
-                wait = outage.failed(exc)
-                self._store_up = False
+                wait = self.outage.failed(exc)
             await self.store.wait_for_work(wait)
         await self.drain()
         await self.completer.close()
@@ -155,7 +152,7 @@ class Looper:
 
     def _slot_freed(self, task: asyncio.Task[None]) -> None:
         self.answering.discard(task)
-        if self._store_up:  # in an outage, the looper keeps its backoff
+        if not self.outage.failures:  # in an outage, the looper keeps its backoff
             self.store.notify_work()  # the free slot may take a thread that waits for one
 
     async def drain(self) -> None:

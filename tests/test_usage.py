@@ -104,6 +104,20 @@ async def question(
     return await tutor.start_thread(assistant, {}, first, model=model)
 
 
+async def refused_after(
+    tutor: Tutor, start_looper: StartLooper, answered: str, refused: str
+) -> ChatCompletionThread:
+    """With a daily limit of 1 token, `answered` is answered and spends it; the thread of
+    `refused`, asked next, is refused."""
+    await tutor.set_limit("user", 1)
+    await question(tutor, answered)
+    await start_looper()
+    await records(tutor.store, 1)
+    thread = await question(tutor, refused)
+    await records(tutor.store, 2)
+    return thread
+
+
 async def records(store: Store, count: int = 1) -> list[UsageRecord]:
     """The ledger once it holds `count` records (the sink hears of an answer just before
     the answer is committed)."""
@@ -164,12 +178,7 @@ async def test_usage_is_counted_when_the_server_reports_none_and_unknown_models_
 async def test_a_spent_daily_budget_keeps_the_question_until_raised_and_retried(
     tutor: Tutor, start_looper: StartLooper, sink: RecordingSink, fake_openai: FakeOpenAI
 ) -> None:
-    await tutor.set_limit("user", 1)
-    await question(tutor, "first question")
-    await start_looper()
-    await records(tutor.store, 1)
-    second = await question(tutor, "second question")
-    await records(tutor.store, 2)
+    second = await refused_after(tutor, start_looper, "first question", "second question")
     said = sink.delivered[1][1]
     assert said.startswith("ERROR Your daily token budget is used up: ")
     assert "tokens of 1 tokens. It resets at 00:00 UTC (in 12 h 0 min)." in said
@@ -210,12 +219,7 @@ async def test_a_budget_used_exactly_refuses_and_one_token_more_does_not(
 async def test_a_daily_budget_starts_again_the_next_utc_day(
     tutor: Tutor, start_looper: StartLooper, sink: RecordingSink, clock: Clock
 ) -> None:
-    await tutor.set_limit("user", 1)
-    await question(tutor, "today")
-    await start_looper()
-    await records(tutor.store, 1)
-    refused = await question(tutor, "still today")
-    await records(tutor.store, 2)
+    refused = await refused_after(tutor, start_looper, "today", "still today")
     assert sink.delivered[1][1].startswith("ERROR Your daily token budget")
     clock.now = NOON + timedelta(hours=12)  # midnight
     assert await tutor.retry(refused.id)

@@ -124,9 +124,9 @@ class Ledger:
         return {r["name"]: float(r["value"]) for r in rows}
 
     async def _limits_of(self, wanted: list[tuple[str, ...]]) -> list[dict[str, float] | Exception]:
-        names = sorted({name for names in wanted for name in names})
+        every = sorted({name for names in wanted for name in names})
         found: dict[str, float] = {}
-        for chunk in in_batches(names):
+        for chunk in in_batches(every):
             rows = await self._fetch(
                 f"SELECT name, value FROM limits WHERE name IN ({marks(chunk)})", *chunk
             )

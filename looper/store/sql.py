@@ -73,7 +73,8 @@ class Answer:
     thread_id: str
     owner: str
     upto: int
-    content: NewMessage
+    content: str
+    metadata: dict[str, str]
     usage: UsageRecord | None
 
     def message(self, number: int, at: datetime) -> Message:
@@ -81,9 +82,9 @@ class Answer:
             id=number,
             thread_id=self.thread_id,
             role="assistant",
-            content=self.content.content,
+            content=self.content,
             created_at=at,
-            metadata=self.content.metadata,
+            metadata=self.metadata,
         )
 
 
@@ -726,8 +727,8 @@ class Store(Ledger, Shelf):
 
         Raises LeaseLost (and writes nothing) when the lease is no longer ours.
         """
-        answer = NewMessage(content=content, metadata=metadata or {})
-        return await self._commits.add(Answer(thread_id, owner, upto, answer, usage))
+        answer = Answer(thread_id, owner, upto, content, metadata or {}, usage)
+        return await self._commits.add(answer)
 
     async def _commit_answers(self, batch: list[Answer]) -> list[Message | Exception]:
         # A handful of statements for the whole batch, however many answers it holds.
