@@ -577,7 +577,7 @@ async def test_bound_places_are_listed(store: Store) -> None:
 
 async def test_access_rules(store: Store) -> None:
     assert await store.rules() == {}
-    assert await store.rule_of("slack:user:U1") is None
+    assert await store.rules_of(["slack:user:U1"]) == [None]
     await store.set_rule("slack:user:U1", "deny")
     await store.set_rule("slack:channel:C1", "allow")
     await store.set_rule("slack:user:U1", "allow")  # the latest rule replaces the earlier
@@ -590,5 +590,6 @@ async def test_access_rules(store: Store) -> None:
     assert await store.rules(["slack:user:U2", "slack:user:U9"]) == {"slack:user:U2": "deny"}
     assert await store.rules([]) == {}
     subjects = ["slack:user:U1", "slack:user:U2", "slack:user:U9", "slack:user:U1"]  # together
-    together = await asyncio.gather(*(store.rule_of(s) for s in subjects))
-    assert together == ["allow", "deny", None, "allow"]
+    assert await store.rules_of(subjects) == ["allow", "deny", None, "allow"]
+    together = await asyncio.gather(store.rules_of(subjects[:2]), store.rules_of(subjects[2:]))
+    assert list(together) == [["allow", "deny"], [None, "allow"]]

@@ -46,11 +46,17 @@ class Batcher(Generic[Item, Result]):
         self.server: asyncio.Task[None] | None = None
 
     async def add(self, item: Item) -> Result:
+        return await self.submit(item)
+
+    def submit(self, item: Item) -> asyncio.Future[Result]:
+        """The future of `item`'s result: several submitted items can be awaited together
+        without a task each. A caller that stops waiting cancels only its future; the item
+        is still served."""
         future: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
         self.waiting.append((item, future))
         if self.server is None or self.server.done():
             self.server = asyncio.create_task(self._serve_waiting())
-        return await asyncio.shield(future)  # a cancelled caller's item is still served
+        return future
 
     async def _serve_waiting(self) -> None:
         while self.waiting:

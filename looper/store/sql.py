@@ -346,10 +346,10 @@ class Store(Ledger, Shelf):
                 rule,
             )
 
-    async def rule_of(self, subject: str) -> AccessRule | None:
-        """The rule of `subject`, None when it has none (subjects asked for at the same
-        moment are read together)."""
-        return await self._rules.add(subject)
+    async def rules_of(self, subjects: Sequence[str]) -> list[AccessRule | None]:
+        """Each subject's rule, None where it has none (subjects asked for at the same
+        moment, by any caller, are read together)."""
+        return list(await asyncio.gather(*(self._rules.submit(s) for s in subjects)))
 
     async def _rules_of(self, subjects: list[str]) -> list[AccessRule | Exception | None]:
         wanted = sorted(set(subjects))
