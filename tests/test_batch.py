@@ -35,11 +35,13 @@ async def test_items_submitted_together_share_a_batch_and_each_gets_its_own_resu
 async def test_a_caller_that_stops_waiting_still_has_its_item_served() -> None:
     doubler = Doubler()
     batcher = Batcher(doubler.serve)
+    busy = batcher.submit(1)  # the first batch holds the server while the next one gathers
+    await asyncio.sleep(0)
     gone = asyncio.ensure_future(batcher.add(5))
     kept = batcher.submit(6)
     await asyncio.sleep(0)
     gone.cancel()
     doubler.release.set()
-    assert await kept == 12
-    assert gone.cancelled()
-    assert sorted(doubler.batches[0]) == [5, 6]
+    assert await asyncio.wait_for(kept, 5) == 12
+    assert await busy == 2 and gone.cancelled()
+    assert [sorted(batch) for batch in doubler.batches] == [[1], [5, 6]]
