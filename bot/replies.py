@@ -62,16 +62,21 @@ class SlackReply(ABC):
         self.job = job
         self.place = place
         self.ts = ts  # the answer's (first) message, once there is one
-        self.text = ""  # what the completion has produced so far, made safe to post
+        self.written: list[str] = []  # the completion's pieces so far, as they came
         self.last_flush = time.monotonic()
 
     @property
     def ref(self) -> str:
         return f"{self.kind}:{self.ts}" if self.ts else self.kind
 
+    @property
+    def text(self) -> str:
+        """What the completion has produced so far, made safe to post: escaped when it is
+        shown (about once a second), not for each of the hundreds of pieces it came in."""
+        return markdown_safe("".join(self.written))
+
     async def append(self, delta: str) -> None:
-        # The last character again: a `<` ending the text so far may begin a mention.
-        self.text = self.text[:-1] + markdown_safe(self.text[-1:] + delta)
+        self.written.append(delta)
         if time.monotonic() - self.last_flush >= FLUSH_SECONDS and await self._show_progress():
             self.last_flush = time.monotonic()
 
@@ -80,7 +85,7 @@ class SlackReply(ABC):
         return False
 
     async def restart(self) -> None:
-        self.text = ""
+        self.written = []
 
     async def finish(self, text: str) -> dict[str, str]:
         delivered = await self._deliver(markdown_safe(text))

@@ -313,7 +313,7 @@ class Completer:
         async with request as response:  # HTTP errors are raised here, as the client words them
             answer = StreamedAnswer()
             async for data in stream_events(response):
-                delta = answer.read(json.loads(data), response)
+                delta = answer.read(parsed(data, response), response)
                 if delta:
                     await target.append(delta)
         text = answer.text
@@ -382,6 +382,19 @@ class StreamedAnswer:
         if content:
             self.parts.append(content)
         return content
+
+
+def parsed(data: bytes, response: openai.AsyncAPIResponse[Any]) -> Any:
+    """One event's JSON; an event that is none fails the attempt as the server's error."""
+    try:
+        return json.loads(data)
+    except ValueError as exc:
+        shown = data[:80].decode(errors="replace")
+        raise openai.APIError(
+            f"the server streamed an event that is not JSON ({shown!r})",
+            response.http_request,
+            body=None,
+        ) from exc
 
 
 def usage_of(usage: dict[str, Any]) -> Usage:

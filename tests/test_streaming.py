@@ -125,6 +125,14 @@ async def test_an_error_event_without_a_message_is_still_worded(fake_openai: Fak
         await completer(fake_openai).complete("gpt-5-mini", CHAT, Recorder())
 
 
+async def test_an_event_that_is_not_json_fails_in_one_line(fake_openai: FakeOpenAI) -> None:
+    stream = [event(chunk("Partial")), b"data: {not json\n\n", event(chunk(" rest", "stop"))]
+    fake_openai.add_faults(Fault(raw_stream=stream))
+    with pytest.raises(CompletionFailed, match=r"^OpenAI failed: .*not JSON \('\{not json'\)$"):
+        await completer(fake_openai).complete("gpt-5-mini", CHAT, Recorder())
+    assert len(fake_openai.requests) == 1  # a server that sends it once would send it again
+
+
 async def test_only_comments_and_done_is_an_empty_answer(fake_openai: FakeOpenAI) -> None:
     fake_openai.add_faults(Fault(raw_stream=[b": nothing yet\n\n", b"data: [DONE]\n\n"]))
     with pytest.raises(CompletionFailed, match="empty answer"):
