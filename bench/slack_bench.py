@@ -3,6 +3,7 @@ and the fake model in its own process (answers of ~2,000 characters streamed as 
 the first after L seconds).
 
     .venv/bin/python -m bench.slack_bench [--first-token 1.0] [--answers 200] [--class-size 30]
+        [--runs 1]
 
 Scenarios: ANSWERS `/tutor ask` at once, one per channel; ANSWERS top-level mentions, one per
 channel; a classroom of CLASS_SIZE `/tutor ask` within 5 s in one channel (0: skipped). After
@@ -386,6 +387,19 @@ ROW = {
 }
 
 
+def spread(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """Several runs of one scenario as one result: each number as its range over the runs
+    ("low–high"), or as is where every run measured the same; other values as the first run's."""
+    merged = dict(results[0])
+    for key in merged:
+        values = [r.get(key) for r in results]
+        numbers = [v for v in values if isinstance(v, int | float) and not isinstance(v, bool)]
+        if len(numbers) == len(results):
+            low, high = min(numbers), max(numbers)
+            merged[key] = low if low == high else f"{low}–{high}"
+    return merged
+
+
 def row(name: str, result: dict[str, Any]) -> dict[str, Any]:
     """One line of the printed table ("-" where a scenario has no such number)."""
     values = {"scenario": name, **result}
@@ -422,33 +436,54 @@ def main() -> None:
     parser.add_argument("--first-token", "--latency", type=float, default=1.0)
     parser.add_argument("--answers", type=int, default=200)
     parser.add_argument("--class-size", type=int, default=30)
+    parser.add_argument("--runs", type=int, default=1)
     args = parser.parse_args()
+    if args.runs < 1:
+        parser.error("--runs must be at least 1")
     latency, size = args.first_token, args.class_size
-    scenarios: dict[str, Send] = {"asks": ask, "mentions": mention}
-    rows = []
+    results: dict[str, list[dict[str, Any]]] = {}
     with FakeModel(latency) as model, tempfile.TemporaryDirectory() as folder:
-        for name, send in scenarios.items():
-            result = measure(
-                model,
-                Path(folder),
-                name,
-                functools.partial(fan_out, count=args.answers, send=send),
-                slack=functools.partial(measure_slack_floor, args.answers, send),
-            )
-            rows.append(row(name, result))
-        if size:
-            # Its floor is Slack's limits (one channel), far above the model's.
-            slack_floor = classroom_floor(size, latency)
-            result = measure(
-                model,
-                Path(folder),
-                "classroom",
-                lambda run: classroom(run, size),
-                lambda floor: max(floor.seconds, slack_floor),
-            )
-            rows.append(row("classroom", result))
-    print(f"L = {latency} s to the first token")
-    print(table(rows))
+        for index in range(args.runs):
+            databases = Path(folder) / f"run{index}"  # every run on fresh databases
+            databases.mkdir()
+            scenarios = bursts(model, databases, args.answers)
+            if size:
+                scenarios["classroom"] = lecture(model, databases, size, latency)
+            for name, scenario in scenarios.items():
+                results.setdefault(name, []).append(scenario())
+    print(f"L = {latency} s to the first token" + (f"; {args.runs} runs" if args.runs > 1 else ""))
+    print(table([row(name, spread(runs)) for name, runs in results.items()]))
+
+
+def bursts(model: FakeModel, folder: Path, answers: int) -> dict[str, Callable[[], dict[str, Any]]]:
+    """`answers` asks at once and `answers` mentions at once, each with its Slack floor."""
+    sends: dict[str, Send] = {"asks": ask, "mentions": mention}
+    return {
+        name: functools.partial(
+            measure,
+            model,
+            folder,
+            name,
+            functools.partial(fan_out, count=answers, send=send),
+            slack=functools.partial(measure_slack_floor, answers, send),
+        )
+        for name, send in sends.items()
+    }
+
+
+def lecture(
+    model: FakeModel, folder: Path, size: int, latency: float
+) -> Callable[[], dict[str, Any]]:
+    """The classroom; its floor is Slack's limits (one channel), far above the model's."""
+    slack_floor = classroom_floor(size, latency)
+    return functools.partial(
+        measure,
+        model,
+        folder,
+        "classroom",
+        lambda run: classroom(run, size),
+        lambda floor: max(floor.seconds, slack_floor),
+    )
 
 
 if __name__ == "__main__":

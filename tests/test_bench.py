@@ -14,6 +14,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from bench.slack_bench import spread
+
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ("--answers", "3", "--first-token", "0.05")
 
@@ -37,12 +39,28 @@ def json_lines(output: str) -> list[dict[str, Any]]:
 
 
 def test_slack_bench_runs_every_scenario_against_its_floor() -> None:
-    output = run_bench("slack_bench", *TINY, "--class-size", "0")
+    output = run_bench("slack_bench", *TINY, "--class-size", "0", "--runs", "2")
     results = json_lines(output)
-    assert [r["answers"] for r in results] == [3, 3]
+    assert [r["answers"] for r in results] == [3, 3, 3, 3]  # asks, mentions; twice
     assert all(r["floor_s"] > 0 and r["events"] > 0 for r in results)
     assert all(r["slack_floor_first_sign_p50_ms"] > 0 for r in results)  # the Slack floor ran
     assert "total/floor" in output and "CPU µs/event" in output and "first sign/floor" in output
+    assert "2 runs" in output
+
+
+def test_several_runs_show_each_number_as_its_range() -> None:
+    runs = [
+        {"answers": 3, "ack_p99_ms": 40.5, "calls": {"a": 1}, "slack_floor_ack_p99_ms": None},
+        {"answers": 3, "ack_p99_ms": 61.0, "calls": {"a": 2}, "slack_floor_ack_p99_ms": 9.0},
+        {"answers": 3, "ack_p99_ms": 52.2, "calls": {"a": 3}, "slack_floor_ack_p99_ms": 8.0},
+    ]
+    assert spread(runs) == {
+        "answers": 3,  # the same in every run
+        "ack_p99_ms": "40.5–61.0",
+        "calls": {"a": 1},  # not a number: the first run's
+        "slack_floor_ack_p99_ms": None,  # missing from a run: no range
+    }
+    assert spread(runs[1:2]) == runs[1]
 
 
 def test_looper_bench_answers_every_pending_thread() -> None:
