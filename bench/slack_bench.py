@@ -39,6 +39,7 @@ from looper.cli import fastest_loop
 STUDENT = "U0STUDENT1"
 VISIBLE = {"chat.startStream", "assistant.threads.setStatus", "chat.postMessage"}
 Send = Callable[[FakeSlack, str], str]  # one question into a channel; its envelope id
+Scenario = Callable[[], dict[str, Any]]  # one run of a scenario, measured: its numbers
 
 
 def poll_until(check: Callable[[], bool], timeout: float) -> None:
@@ -446,16 +447,16 @@ def main() -> None:
         for index in range(args.runs):
             databases = Path(folder) / f"run{index}"  # every run on fresh databases
             databases.mkdir()
-            scenarios = bursts(model, databases, args.answers)
+            scenarios = burst_scenarios(model, databases, args.answers)
             if size:
-                scenarios["classroom"] = lecture(model, databases, size, latency)
+                scenarios["classroom"] = classroom_scenario(model, databases, size, latency)
             for name, scenario in scenarios.items():
                 results.setdefault(name, []).append(scenario())
     print(f"L = {latency} s to the first token" + (f"; {args.runs} runs" if args.runs > 1 else ""))
     print(table([row(name, spread(runs)) for name, runs in results.items()]))
 
 
-def bursts(model: FakeModel, folder: Path, answers: int) -> dict[str, Callable[[], dict[str, Any]]]:
+def burst_scenarios(model: FakeModel, folder: Path, answers: int) -> dict[str, Scenario]:
     """`answers` asks at once and `answers` mentions at once, each with its Slack floor."""
     sends: dict[str, Send] = {"asks": ask, "mentions": mention}
     return {
@@ -471,9 +472,7 @@ def bursts(model: FakeModel, folder: Path, answers: int) -> dict[str, Callable[[
     }
 
 
-def lecture(
-    model: FakeModel, folder: Path, size: int, latency: float
-) -> Callable[[], dict[str, Any]]:
+def classroom_scenario(model: FakeModel, folder: Path, size: int, latency: float) -> Scenario:
     """The classroom; its floor is Slack's limits (one channel), far above the model's."""
     slack_floor = classroom_floor(size, latency)
     return functools.partial(
