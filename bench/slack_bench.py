@@ -6,13 +6,14 @@ the first after L seconds).
         [--runs 1]
 
 Scenarios: ANSWERS `/tutor ask` at once, one per channel; ANSWERS top-level mentions, one per
-channel; a classroom of CLASS_SIZE `/tutor ask` within 5 s in one channel (0: skipped). After
-each, the floor: a raw reader of the same number of streams from the same fake model, doing
-nothing else (`bench.floor`). After the asks and the mentions, the Slack floor too: the least
-a bot could do for the same burst (acknowledge, then "is thinking…"; `bench.slack_floor`) in a
-fresh process against a fresh fake Slack; its ack and first-sign latencies are the fake
-Slack's and this machine's share of tutor's. Prints a table (and each row as JSON); asserts
-nothing.
+channel; ANSWERS asks at once and, while their answers stream, ANSWERS/20 more over a second
+(the ack and first sign are then the late asks'); a classroom of CLASS_SIZE `/tutor ask`
+within 5 s in one channel (0: skipped). After each, the floor: a raw reader of the same number
+of streams from the same fake model, doing nothing else (`bench.floor`). After the bursts, the
+Slack floor too: the least a bot could do for the same questions (acknowledge, then "is
+thinking…"; `bench.slack_floor`) in a fresh process against a fresh fake Slack; its ack and
+first-sign latencies are the fake Slack's and this machine's share of tutor's. Prints a table
+(and each row as JSON); asserts nothing.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ STUDENT = "U0STUDENT1"
 VISIBLE = {"chat.startStream", "assistant.threads.setStatus", "chat.postMessage"}
 Send = Callable[[FakeSlack, str], str]  # one question into a channel; its envelope id
 Scenario = Callable[[], dict[str, Any]]  # one run of a scenario, measured: its numbers
+Asked = tuple[dict[str, float], list[str]]  # when each channel's question went out; envelopes
 
 
 def poll_until(check: Callable[[], bool], timeout: float) -> None:
@@ -254,36 +256,70 @@ def report(run: Run, started: dict[str, float], envelopes: list[str]) -> dict[st
     }
 
 
-def against(result: dict[str, Any], floor: Floor, floor_s: float | None = None) -> dict[str, Any]:
-    """The result with its floor (measured in the same run) and the ratios to it.
+def against(result: dict[str, Any], floor: Floor, floor_s: float | None) -> dict[str, Any]:
+    """The result with its floor (measured in the same run) and the ratios to it; no total
+    over the floor where there is no `floor_s` (questions asked over time, not at once).
 
     CPU per event: the tutor process's CPU over the events its answers streamed (as many a
     stream as the floor's reader counted)."""
-    floor_s = floor.seconds if floor_s is None else floor_s
     events = result["answers"] * floor.events_per_answer
     return {
         **result,
-        "floor_s": round(floor_s, 2),
-        "total_over_floor": round(result["total_s"] / floor_s, 2),
+        "floor_s": round(floor_s, 2) if floor_s else None,
+        "total_over_floor": round(result["total_s"] / floor_s, 2) if floor_s else None,
         "events": round(events),
         "cpu_us_per_event": round(cpu_us_per_event(result["tutor_cpu_s"], events), 1),
         "floor_cpu_us_per_event": round(floor.cpu_us_per_event, 1),
     }
 
 
-def burst(run: Fresh, count: int, send: Send) -> tuple[dict[str, float], list[str]]:
-    """`count` questions at once, one a channel, until answered: when each went out (by
-    channel) and the envelope ids."""
-    channels = [f"C0BENCH{i:03d}" for i in range(count)]
+def burst(run: Fresh, count: int, send: Send) -> Asked:
+    """`count` questions at once, one a channel, until answered."""
+    channels = new_channels(run.slack, count, "C0BENCH")
+    asked = send_each(run.slack, channels, send)
+    run.wait_answered(channels)
+    return asked
+
+
+def burst_then_late(run: Fresh, count: int, latency: float) -> tuple[Asked, Asked]:
+    """`count` asks at once; then, while their answers stream (from `latency` + 0.3 s on),
+    `late_asks(count)` more over a second, each in a channel of its own; until all are
+    answered. Every question, and the late ones alone."""
+    channels = new_channels(run.slack, count, "C0BENCH")
+    late_channels = new_channels(run.slack, late_asks(count), "C0LATE")
+    started, envelopes = send_each(run.slack, channels, ask)
+    time.sleep(latency + 0.3)  # the first tokens arrive about now
+    late_started: dict[str, float] = {}
+    late_envelopes = []
+    for channel in late_channels:
+        late_started[channel] = time.monotonic()
+        late_envelopes.append(ask(run.slack, channel))
+        time.sleep(1 / len(late_channels))
+    run.wait_answered(channels + late_channels)
+    late = (late_started, late_envelopes)
+    return ({**started, **late_started}, envelopes + late_envelopes), late
+
+
+def late_asks(count: int) -> int:
+    return max(1, count // 20)
+
+
+def new_channels(slack: FakeSlack, count: int, prefix: str) -> list[str]:
+    """`count` channels, each with its own asker (so that nobody waits a turn)."""
+    channels = [f"{prefix}{i:03d}" for i in range(count)]
     for channel in channels:
-        run.slack.add_channel(channel)
-        run.slack.add_user(student_in(channel))  # one person a channel: nobody waits a turn
+        slack.add_channel(channel)
+        slack.add_user(student_in(channel))
+    return channels
+
+
+def send_each(slack: FakeSlack, channels: list[str], send: Send) -> Asked:
+    """One question into each channel, at once."""
     started: dict[str, float] = {}
     envelopes = []
     for channel in channels:
         started[channel] = time.monotonic()
-        envelopes.append(send(run.slack, channel))
-    run.wait_answered(channels)
+        envelopes.append(send(slack, channel))
     return started, envelopes
 
 
@@ -291,16 +327,29 @@ def fan_out(run: Run, count: int, send: Send) -> dict[str, Any]:
     return report(run, *burst(run, count, send))
 
 
-def measure_slack_floor(count: int, send: Send) -> dict[str, Any]:
-    """The Slack floor's latencies for the same burst (`slack_floor_…`), none when it failed."""
+def asks_while_answering(run: Run, count: int, latency: float) -> dict[str, Any]:
+    """The whole run's numbers, but the ack and first sign of the late asks alone, and how
+    many of them went out before the burst's last answer was delivered."""
+    everything, (late_started, late_envelopes) = burst_then_late(run, count, latency)
+    last_answer = max(c.at for c in run.slack.calls if c.args.get("channel") not in late_started)
+    return {
+        **report(run, *everything),
+        **latencies(run, late_started, late_envelopes),
+        "late_while_answering": sum(at < last_answer for at in late_started.values()),
+    }
+
+
+def measure_slack_floor(questions: int, play: Callable[[Fresh], Asked]) -> dict[str, Any]:
+    """The Slack floor's latencies for the same `questions` (`slack_floor_…`), as `play` asks
+    them and picks those to time; none when it failed."""
     try:
-        floor = FloorRun(count)
+        floor = FloorRun(questions)
     except (RuntimeError, TimeoutError) as error:
         print(f"the Slack floor did not start: {error}", file=sys.stderr)
         return {}
     numbers: dict[str, Any] = {}
     try:
-        numbers = latencies(floor, *burst(floor, count, send))
+        numbers = latencies(floor, *play(floor))
     except (RuntimeError, TimeoutError, statistics.StatisticsError) as error:
         print(f"the Slack floor failed: {error}", file=sys.stderr)
     finally:
@@ -381,6 +430,7 @@ ROW = {
     "first_sign_p50_ms": "first sign p50 ms",
     "slack_floor_first_sign_p50_ms": "floor first sign p50 ms",
     "first_sign_over_floor": "first sign/floor",
+    "late_while_answering": "late asks while answering",
     "calls_per_answer": "calls/answer",
     "rate_limited_429": "429s",
     "cpu_us_per_event": "CPU µs/event",
@@ -404,7 +454,7 @@ def spread(results: list[dict[str, Any]]) -> dict[str, Any]:
 def row(name: str, result: dict[str, Any]) -> dict[str, Any]:
     """One line of the printed table ("-" where a scenario has no such number)."""
     values = {"scenario": name, **result}
-    return {title: values.get(key, "-") for key, title in ROW.items()}
+    return {title: "-" if values.get(key) is None else values[key] for key, title in ROW.items()}
 
 
 def measure(
@@ -412,7 +462,7 @@ def measure(
     folder: Path,
     name: str,
     scenario: Callable[[Run], dict[str, Any]],
-    floor_s: Callable[[Floor], float] | None = None,
+    floor_s: Callable[[Floor], float | None] | None = None,
     database_url: str | None = None,
     replicas: int = 1,
     slack: Callable[[], dict[str, Any]] | None = None,
@@ -425,7 +475,7 @@ def measure(
     finally:
         run.stop()
     floor = measure_floor(model.base_url, result["answers"])
-    measured = against(result, floor, floor_s(floor) if floor_s else None)
+    measured = against(result, floor, floor_s(floor) if floor_s else floor.seconds)
     if slack is not None:
         measured = against_slack_floor(measured, slack())
     print(name, json.dumps(measured), flush=True)
@@ -447,7 +497,7 @@ def main() -> None:
         for index in range(args.runs):
             databases = Path(folder) / f"run{index}"  # every run on fresh databases
             databases.mkdir()
-            scenarios = burst_scenarios(model, databases, args.answers)
+            scenarios = burst_scenarios(model, databases, args.answers, latency)
             if size:
                 scenarios["classroom"] = classroom_scenario(model, databases, size, latency)
             for name, scenario in scenarios.items():
@@ -456,20 +506,38 @@ def main() -> None:
     print(table([row(name, spread(runs)) for name, runs in results.items()]))
 
 
-def burst_scenarios(model: FakeModel, folder: Path, answers: int) -> dict[str, Scenario]:
-    """`answers` asks at once and `answers` mentions at once, each with its Slack floor."""
+def burst_scenarios(
+    model: FakeModel, folder: Path, answers: int, latency: float
+) -> dict[str, Scenario]:
+    """`answers` asks at once and `answers` mentions at once, each with its Slack floor; and
+    asks at once with more asked while their answers stream."""
     sends: dict[str, Send] = {"asks": ask, "mentions": mention}
-    return {
+    scenarios: dict[str, Scenario] = {
         name: functools.partial(
             measure,
             model,
             folder,
             name,
             functools.partial(fan_out, count=answers, send=send),
-            slack=functools.partial(measure_slack_floor, answers, send),
+            slack=functools.partial(
+                measure_slack_floor, answers, functools.partial(burst, count=answers, send=send)
+            ),
         )
         for name, send in sends.items()
     }
+    late = functools.partial(burst_then_late, count=answers, latency=latency)
+    scenarios["asks while answering"] = functools.partial(
+        measure,
+        model,
+        folder,
+        "asks while answering",
+        functools.partial(asks_while_answering, count=answers, latency=latency),
+        lambda floor: None,  # asked over time: no total floor
+        slack=functools.partial(
+            measure_slack_floor, answers + late_asks(answers), lambda run: late(run)[1]
+        ),
+    )
+    return scenarios
 
 
 def classroom_scenario(model: FakeModel, folder: Path, size: int, latency: float) -> Scenario:

@@ -37,6 +37,7 @@ from looper.core import Tutor
 from looper.loop import Looper
 from looper.settings import MissingSetting
 from looper.store import Store, open_store
+from looper.urgency import Urgency
 
 log = logging.getLogger(__name__)
 SHUTDOWN_GRACE = 7.0  # answers in flight get this long; the process is gone within 10 s
@@ -165,9 +166,10 @@ async def serve_with(
     access = Access(tutor, Admins(api, settings.admins), settings.tutor_access == "closed")
     files = FileReader(api, settings.max_file_bytes)
     app, events_app = build_apps(tutor, api, access, settings.tutor_home_quiet_seconds, files)
-    looper = Looper.from_settings(settings, store, openai_key, SlackSink(api))
+    urgency = Urgency()  # acks and first signs before reading streams
+    looper = Looper.from_settings(settings, store, openai_key, SlackSink(api), urgency)
     looper.grace_seconds = SHUTDOWN_GRACE
-    socket = TutorSocketHandler(app, events_app, settings.slack_app_token)
+    socket = TutorSocketHandler(app, events_app, settings.slack_app_token, urgency)
     health.socket = socket.client
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -11,6 +11,8 @@ from slack_bolt.response import BoltResponse
 from slack_sdk.socket_mode.aiohttp import SocketModeClient
 from slack_sdk.socket_mode.request import SocketModeRequest
 
+from looper.urgency import Urgency
+
 
 class TutorSocketHandler(AsyncSocketModeHandler):
     """Routes each envelope to one of two Bolt apps sharing one connection.
@@ -22,9 +24,12 @@ class TutorSocketHandler(AsyncSocketModeHandler):
     replica, and the stored Slack ts makes the second delivery count once.
     """
 
-    def __init__(self, app: AsyncApp, events_app: AsyncApp, app_token: str) -> None:
+    def __init__(
+        self, app: AsyncApp, events_app: AsyncApp, app_token: str, urgency: Urgency
+    ) -> None:
         super().__init__(app, app_token)
         self.events_app = events_app
+        self.urgency = urgency  # the looper's: its streams step aside until the ack is sent
 
     async def handle(self, client: SocketModeClient, req: SocketModeRequest) -> None:  # type: ignore[override]
         start = time.time()
@@ -32,8 +37,9 @@ class TutorSocketHandler(AsyncSocketModeHandler):
             await send_async_response(client, req, BoltResponse(status=200, body=""), start)
             return
         app = self.events_app if req.type == "events_api" else self.app
-        response = await run_async_bolt_app(app, req)
-        await send_async_response(client, req, response, start)
+        with self.urgency:
+            response = await run_async_bolt_app(app, req)
+            await send_async_response(client, req, response, start)
 
 
 def is_chatter(req: SocketModeRequest) -> bool:

@@ -19,6 +19,7 @@ from looper.context import Chat, ContextTooLarge, drop_older_half, fit, has_imag
 from looper.models import Usage
 from looper.sse import EventDecoder
 from looper.tokens import TokenCounter
+from looper.urgency import Urgency
 from looper.windows import ContextWindows, Counted, Refusal, Window
 
 MAX_RETRY_AFTER = 60.0
@@ -191,8 +192,10 @@ class Completer:
         base_delay: float = 0.5,
         context_tokens: int = 0,
         windows: ContextWindows | None = None,
+        urgency: Urgency | None = None,
     ) -> None:
         self.clients = clients if isinstance(clients, list) else [clients]
+        self.urgency = urgency or Urgency()
         self._next_client = itertools.cycle(self.clients)
         self.max_completion_tokens = max_completion_tokens
         self.attempts = attempts
@@ -300,6 +303,7 @@ class Completer:
     async def _stream(
         self, model: str, chat: Chat, target: DeltaTarget, completion_tokens: int
     ) -> Completion:
+        await self.urgency.turn()
         request = next(self._next_client).chat.completions.with_streaming_response.create(
             model=model,
             messages=[],
@@ -313,6 +317,8 @@ class Completer:
         async with request as response:  # HTTP errors are raised here, as the client words them
             answer = StreamedAnswer()
             async for data in stream_events(response):
+                if self.urgency.under_way:
+                    await self.urgency.turn()
                 delta = answer.read(parsed(data, response), response)
                 if delta:
                     await target.append(delta)

@@ -13,7 +13,7 @@ from dataclasses import replace
 from datetime import datetime
 
 from looper import metrics
-from looper.budgets import Budget, Budgets, Defaults
+from looper.budgets import Budget, Budgets, Defaults, Standing
 from looper.completion import Completer, CompletionFailed, make_clients
 from looper.context import system_prompt, to_chat, unanswered
 from looper.materials import DEFAULT_TOKENS, Reference
@@ -23,6 +23,7 @@ from looper.prices import Prices
 from looper.settings import Settings
 from looper.sinks import PLACING, Job, PlaceRefused, Reply, Sink
 from looper.store import LeaseLost, Store, StoreUnavailable
+from looper.urgency import Urgency
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +75,7 @@ class Looper:
     ) -> None:
         self.store = store
         self.completer = completer
+        self.urgency = completer.urgency  # the same: streams step aside for first signs
         self.sink = sink
         self.concurrency = concurrency
         self.per_asker = per_asker  # answers in flight per asker, across loopers (0: any)
@@ -91,7 +93,15 @@ class Looper:
         self._stopping = False
 
     @classmethod
-    def from_settings(cls, settings: Settings, store: Store, api_key: str, sink: Sink) -> Looper:
+    def from_settings(
+        cls,
+        settings: Settings,
+        store: Store,
+        api_key: str,
+        sink: Sink,
+        urgency: Urgency | None = None,
+    ) -> Looper:
+        """`urgency`: the front end's too, when it shares the event loop."""
         clients = make_clients(
             api_key,
             settings.openai_base_url,
@@ -104,6 +114,7 @@ class Looper:
             attempts=settings.tutor_retry_attempts,
             base_delay=settings.tutor_retry_base_delay,
             context_tokens=settings.tutor_context_tokens,
+            urgency=urgency,
         )
         return cls(
             store,
@@ -141,9 +152,12 @@ class Looper:
         free = self.concurrency - len(self.answering)
         if free <= 0:
             return 0
-        claims = await self.store.claim_pending(
-            self.owner, free, self.lease_seconds, self.per_asker
-        )
+        if not await self.store.claimable():  # most wake-ups: an answer done, a slot free
+            return 0
+        with self.urgency:  # a question waits for its first sign of work
+            claims = await self.store.claim_pending(
+                self.owner, free, self.lease_seconds, self.per_asker
+            )
         for claim in claims:
             task = asyncio.create_task(self.answer(claim), name=f"answer {claim.thread.id}")
             self.answering.add(task)
@@ -192,21 +206,12 @@ class Looper:
             keeper.cancel()
 
     async def _answer(self, claim: Claim) -> None:
-        job = await self._job(claim)
-        thread = job.thread
-        if thread.awaiting_place:
-            placed = await self._place(job)
-            if placed is None or not placed.thread.pending:
-                return
-            job = placed
-            thread = job.thread
-        standing = await self.budgets.standing(thread.asker, thread.place)
-        reply = await self.sink.open(job)
-        if reply.ref is not None and (reply.ref, job.upto) != (thread.reply_ref, thread.reply_upto):
-            await job.reserve(reply.ref)
-        if spent := standing.spent:
-            await self._refuse(job, reply, spent, standing.at)
+        with self.urgency:  # the first sign of work: the asker is waiting for it
+            opened = await self._open(claim)
+        if opened is None:
             return
+        job, reply, standing = opened
+        thread = job.thread
         chat = to_chat(await self._system_prompt(job), job.messages)
         try:
             answer = await self.completer.complete(thread.chat_completion_model, chat, reply)
@@ -223,6 +228,25 @@ class Looper:
         metrics.answer_committed(job.messages, job.upto)
         if used.cost_usd:
             metrics.COST.labels(used.model).inc(used.cost_usd)
+
+    async def _open(self, claim: Claim) -> tuple[Job, Reply, Standing] | None:
+        """The thread placed and its reply opened: the first sign of work. None when there
+        is nothing to answer (not placed) or nothing to spend (a budget is used up: told)."""
+        job = await self._job(claim)
+        if job.thread.awaiting_place:
+            placed = await self._place(job)
+            if placed is None or not placed.thread.pending:
+                return None
+            job = placed
+        thread = job.thread
+        standing = await self.budgets.standing(thread.asker, thread.place)
+        reply = await self.sink.open(job)
+        if reply.ref is not None and (reply.ref, job.upto) != (thread.reply_ref, thread.reply_upto):
+            await job.reserve(reply.ref)
+        if spent := standing.spent:
+            await self._refuse(job, reply, spent, standing.at)
+            return None
+        return job, reply, standing
 
     async def _system_prompt(self, job: Job) -> str:
         """The assistant's instructions and style, and what of its materials the questions

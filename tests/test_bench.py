@@ -41,9 +41,13 @@ def json_lines(output: str) -> list[dict[str, Any]]:
 def test_slack_bench_runs_every_scenario_against_its_floor() -> None:
     output = run_bench("slack_bench", *TINY, "--class-size", "0", "--runs", "2")
     results = json_lines(output)
-    assert [r["answers"] for r in results] == [3, 3, 3, 3]  # asks, mentions; twice
-    assert all(r["floor_s"] > 0 and r["events"] > 0 for r in results)
+    # asks, mentions, and asks with one more asked while they are answered; twice
+    assert [r["answers"] for r in results] == [3, 3, 4, 3, 3, 4]
+    at_once = results[:2] + results[3:5]
+    assert all(r["floor_s"] > 0 and r["events"] > 0 for r in at_once)
     assert all(r["slack_floor_first_sign_p50_ms"] > 0 for r in results)  # the Slack floor ran
+    late = [results[2], results[5]]
+    assert all(r["floor_s"] is None and r["ack_p99_ms"] > 0 for r in late)  # the late ask's
     assert "total/floor" in output and "CPU µs/event" in output and "first sign/floor" in output
     assert "2 runs" in output
 

@@ -59,6 +59,7 @@ ADD_MESSAGE = f"INSERT INTO messages ({MESSAGE_COLUMNS}) VALUES ({', '.join('?' 
 SEEN_MESSAGE = f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE thread_id = ? AND external_id = ?"
 # Spelled exactly as in the partial index `threads_pending`, or the index is not used.
 PENDING = "(last_user_id > settled OR awaiting_place = 1)"
+UNLEASED = PENDING + " AND (lease_until IS NULL OR lease_until < {now})"
 RELEASED = "lease_owner = NULL, lease_until = NULL"
 OWNED = "WHERE id = ? AND lease_owner = ?"
 M = TypeVar("M", bound=BaseModel)
@@ -600,6 +601,11 @@ class Store(Ledger, Shelf):
         return found
 
     # the looper's side
+    async def claimable(self) -> bool:
+        """Whether a thread waits to be claimed: one read, no lock."""
+        unleased = UNLEASED.format(now=self.dialect.now)
+        return bool(await self._fetch(f"SELECT 1 FROM threads WHERE {unleased} LIMIT 1"))
+
     async def claim_pending(
         self, owner: str, limit: int, lease_seconds: float, per_asker: int = 0
     ) -> list[Claim]:
@@ -610,10 +616,10 @@ class Store(Ledger, Shelf):
 
         Threads leased to someone else are skipped until their lease expires.
         """
-        d = self.dialect
-        unleased = f"{PENDING} AND (lease_until IS NULL OR lease_until < {d.now})"
-        if not await self._fetch(f"SELECT 1 FROM threads WHERE {unleased} LIMIT 1"):
+        if not await self.claimable():
             return []  # most polls find nothing: no write, no lock
+        d = self.dialect
+        unleased = UNLEASED.format(now=d.now)
         turns = (
             "WITH ready AS ("
             f"SELECT id, last_activity, coalesce(asker, id) AS who FROM threads WHERE {unleased}"

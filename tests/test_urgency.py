@@ -1,0 +1,94 @@
+"""Acknowledgements and first signs of work before reading streams: the `Urgency` gate, and a
+real completion stream (over HTTP from the fake OpenAI) that steps aside for it."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from fakes.openai_server import FakeOpenAI
+from looper.urgency import Urgency
+from tests.test_completion import CHAT, Recorder, completer
+
+pytestmark = pytest.mark.usefixtures("close_completers")
+
+
+def runs_through(turn: object) -> bool:
+    """Whether awaiting `turn` (a coroutine) would finish without suspending."""
+    try:
+        turn.send(None)  # type: ignore[attr-defined]
+    except StopIteration:
+        return True
+    turn.close()  # type: ignore[attr-defined]
+    return False
+
+
+async def test_readers_wait_only_while_urgent_work_is_under_way() -> None:
+    urgency = Urgency(max_wait=60)
+    assert runs_through(urgency.turn())
+    with urgency:
+        with urgency:  # two at once: the readers wait for both
+            waiting = asyncio.create_task(urgency.turn())
+            await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        assert not waiting.done()
+    await asyncio.wait_for(waiting, 5)
+    assert urgency.under_way == 0 and runs_through(urgency.turn())
+
+
+async def test_urgent_work_that_takes_long_slows_readers_for_max_wait_only() -> None:
+    urgency = Urgency(max_wait=0.05)
+    with urgency:
+        await asyncio.wait_for(urgency.turn(), 5)  # let go while still under way
+        assert urgency.under_way == 1
+        assert runs_through(urgency.turn())  # and no second wait for the same work
+    with urgency:  # new urgent work: readers step aside again
+        assert not runs_through(urgency.turn())
+
+
+class Watched(Recorder):
+    """A Recorder that notes whether urgent work was under way at each delta."""
+
+    def __init__(self, urgency: Urgency) -> None:
+        super().__init__()
+        self.urgency = urgency
+        self.while_urgent: list[str] = []
+        self.first = asyncio.Event()
+
+    async def append(self, delta: str) -> None:
+        await super().append(delta)
+        if self.urgency.under_way:
+            self.while_urgent.append(delta)
+        self.first.set()
+
+
+async def test_a_stream_reads_nothing_while_urgent_work_is_under_way(
+    fake_openai: FakeOpenAI,
+) -> None:
+    made = completer(fake_openai)
+    made.urgency.max_wait = 60  # only the end of the urgent work lets the stream go on
+    target = Watched(made.urgency)
+    fake_openai.hold(before_chunk=1)
+    answering = asyncio.create_task(made.complete("gpt-5-mini", CHAT, target))
+    await asyncio.wait_for(target.first.wait(), 10)
+    with made.urgency:
+        fake_openai.release()
+        # the rest is sent (and reaches this process) while the urgent work goes on
+        await asyncio.to_thread(fake_openai.wait_requests, 1, 10, True)
+        await asyncio.sleep(0.05)
+        assert len(target.deltas) == 1
+    answer = await asyncio.wait_for(answering, 10)
+    assert answer.text == "An answer to: How did the universe begin?"
+    assert "".join(target.deltas) == answer.text and not target.while_urgent
+
+
+async def test_a_stream_goes_on_under_urgent_work_that_never_ends(
+    fake_openai: FakeOpenAI,
+) -> None:
+    made = completer(fake_openai)
+    made.urgency.max_wait = 0.05
+    target = Recorder()
+    with made.urgency:
+        answer = await asyncio.wait_for(made.complete("gpt-5-mini", CHAT, target), 10)
+    assert "".join(target.deltas) == answer.text and answer.text.startswith("An answer")
