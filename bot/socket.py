@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
+from collections import deque
 
+from aiohttp import WSMessage
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from slack_bolt.adapter.socket_mode.async_internals import run_async_bolt_app, send_async_response
 from slack_bolt.app.async_app import AsyncApp
@@ -30,16 +33,44 @@ class TutorSocketHandler(AsyncSocketModeHandler):
         super().__init__(app, app_token)
         self.events_app = events_app
         self.urgency = urgency  # the looper's: its streams step aside until the ack is sent
+        self.frames = FramesRead(urgency)
+        self.client.on_message_listeners.append(self.frames.read)
 
     async def handle(self, client: SocketModeClient, req: SocketModeRequest) -> None:  # type: ignore[override]
         start = time.time()
-        if is_chatter(req):
-            await send_async_response(client, req, BoltResponse(status=200, body=""), start)
-            return
-        app = self.events_app if req.type == "events_api" else self.app
         with self.urgency:
+            self.frames.handled()  # urgent still, now as this envelope's own work
+            if is_chatter(req):
+                await send_async_response(client, req, BoltResponse(status=200, body=""), start)
+                return
+            app = self.events_app if req.type == "events_api" else self.app
             response = await run_async_bolt_app(app, req)
             await send_async_response(client, req, response, start)
+
+
+class FramesRead:
+    """A frame read is urgent until it is handled: slack_sdk passes each through a queue and
+    a task of its own first, and each of those steps waits a turn of the event loop, long
+    while answers stream. A frame that `handle` never sees (hello, disconnect) stops counting
+    after the urgency's `max_wait`."""
+
+    def __init__(self, urgency: Urgency) -> None:
+        self.urgency = urgency
+        self.expiries: deque[asyncio.TimerHandle] = deque()  # one a frame, oldest first
+
+    async def read(self, message: WSMessage) -> None:
+        self.urgency.begin()
+        expiry = asyncio.get_running_loop().call_later(self.urgency.max_wait, self._expired)
+        self.expiries.append(expiry)
+
+    def handled(self) -> None:
+        if self.expiries:
+            self.expiries.popleft().cancel()
+            self.urgency.end()
+
+    def _expired(self) -> None:
+        self.expiries.popleft()  # the oldest: every frame waits the same time
+        self.urgency.end()
 
 
 def is_chatter(req: SocketModeRequest) -> bool:

@@ -222,6 +222,7 @@ class Looper:
             return
         used = self._usage(job, answer.usage, standing.at)
         note = standing.note(used.prompt_tokens + used.completion_tokens, used.cost_usd)
+        await self.urgency.turn()  # the answer is written: its delivery can wait a moment
         delivered = await reply.finish(answer.delivered + note)
         marks = {**delivered, **answer.marks, "answers": str(job.upto)}
         await self.store.commit_answer(thread.id, self.owner, job.upto, answer.text, marks, used)

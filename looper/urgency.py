@@ -19,8 +19,8 @@ MAX_WAIT = 0.25
 
 
 class Urgency:
-    """Counts the urgent work under way (`with urgency:` around it); readers `await
-    urgency.turn()` before each piece of work that can wait."""
+    """Counts the urgent work under way (`with urgency:` around it, or `begin` and `end`);
+    readers `await urgency.turn()` before each piece of work that can wait."""
 
     def __init__(self, max_wait: float = MAX_WAIT) -> None:
         self.max_wait = max_wait
@@ -29,11 +29,19 @@ class Urgency:
         self._none = asyncio.Event()
         self._none.set()
 
-    def __enter__(self) -> Urgency:
+    def begin(self) -> None:
         if not self.under_way:
             self._since = time.monotonic()
             self._none.clear()
         self.under_way += 1
+
+    def end(self) -> None:
+        self.under_way -= 1
+        if not self.under_way:
+            self._none.set()
+
+    def __enter__(self) -> Urgency:
+        self.begin()
         return self
 
     def __exit__(
@@ -42,17 +50,15 @@ class Urgency:
         error: BaseException | None,
         trace: TracebackType | None,
     ) -> None:
-        self.under_way -= 1
-        if not self.under_way:
-            self._none.set()
+        self.end()
 
     async def turn(self) -> None:
         """At once when no urgent work is under way, or it has been for `max_wait`; else
         once none is, or it has been."""
-        if not self.under_way:
-            return
-        left = self._since + self.max_wait - time.monotonic()
-        if left > 0:
+        while self.under_way:  # again when new urgent work began as the last ended
+            left = self._since + self.max_wait - time.monotonic()
+            if left <= 0:
+                return
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(left):
                     await self._none.wait()

@@ -1,12 +1,15 @@
-"""Acknowledgements and first signs of work before reading streams: the `Urgency` gate, and a
-real completion stream (over HTTP from the fake OpenAI) that steps aside for it."""
+"""Acknowledgements and first signs of work before reading streams: the `Urgency` gate, a
+real completion stream (over HTTP from the fake OpenAI) that steps aside for it, and Socket
+Mode frames counted as urgent from when they are read."""
 
 from __future__ import annotations
 
 import asyncio
 
 import pytest
+from aiohttp import WSMessage, WSMsgType
 
+from bot.socket import FramesRead
 from fakes.openai_server import FakeOpenAI
 from looper.urgency import Urgency
 from tests.test_completion import CHAT, Recorder, completer
@@ -35,6 +38,20 @@ async def test_readers_wait_only_while_urgent_work_is_under_way() -> None:
         assert not waiting.done()
     await asyncio.wait_for(waiting, 5)
     assert urgency.under_way == 0 and runs_through(urgency.turn())
+
+
+async def test_readers_wait_again_when_urgent_work_is_handed_over_in_one_step() -> None:
+    urgency = Urgency(max_wait=60)
+    urgency.begin()
+    waiting = asyncio.create_task(urgency.turn())
+    await asyncio.sleep(0)
+    urgency.end()  # a frame read ends, as its envelope's own work begins
+    urgency.begin()
+    for _ in range(3):
+        await asyncio.sleep(0)
+    assert not waiting.done()
+    urgency.end()
+    await asyncio.wait_for(waiting, 5)
 
 
 async def test_urgent_work_that_takes_long_slows_readers_for_max_wait_only() -> None:
@@ -92,3 +109,28 @@ async def test_a_stream_goes_on_under_urgent_work_that_never_ends(
     with made.urgency:
         answer = await asyncio.wait_for(made.complete("gpt-5-mini", CHAT, target), 10)
     assert "".join(target.deltas) == answer.text and answer.text.startswith("An answer")
+
+
+async def test_a_frame_is_urgent_from_when_it_is_read_until_it_is_handled() -> None:
+    urgency = Urgency(max_wait=0.05)
+    frames = FramesRead(urgency)
+    frame = WSMessage(WSMsgType.TEXT, '{"type": "slash_commands"}', None)
+    await frames.read(frame)
+    await frames.read(frame)
+    assert urgency.under_way == 2
+    frames.handled()
+    assert urgency.under_way == 1
+    frames.handled()
+    frames.handled()  # a request whose frame was not counted: nothing to end
+    assert urgency.under_way == 0
+
+
+async def test_a_frame_never_handled_stops_being_urgent_after_max_wait() -> None:
+    urgency = Urgency(max_wait=0.05)
+    frames = FramesRead(urgency)
+    await frames.read(WSMessage(WSMsgType.TEXT, '{"type": "hello"}', None))
+    assert urgency.under_way == 1
+    await asyncio.sleep(urgency.max_wait * 2)  # a timer due after the frame's expiry
+    assert urgency.under_way == 0 and not frames.expiries
+    frames.handled()
+    assert urgency.under_way == 0
