@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections import deque
+from typing import Any
 
 from aiohttp import WSMessage
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
@@ -38,11 +40,11 @@ class TutorSocketHandler(AsyncSocketModeHandler):
 
     async def handle(self, client: SocketModeClient, req: SocketModeRequest) -> None:  # type: ignore[override]
         start = time.time()
+        if is_chatter(req):
+            await send_async_response(client, req, BoltResponse(status=200, body=""), start)
+            return
         with self.urgency:
             self.frames.handled()  # urgent still, now as this envelope's own work
-            if is_chatter(req):
-                await send_async_response(client, req, BoltResponse(status=200, body=""), start)
-                return
             app = self.events_app if req.type == "events_api" else self.app
             response = await run_async_bolt_app(app, req)
             await send_async_response(client, req, response, start)
@@ -59,6 +61,8 @@ class FramesRead:
         self.expiries: deque[asyncio.TimerHandle] = deque()  # one a frame, oldest first
 
     async def read(self, message: WSMessage) -> None:
+        if not may_ask(message.data):
+            return
         self.urgency.begin()
         expiry = asyncio.get_running_loop().call_later(self.urgency.max_wait, self._expired)
         self.expiries.append(expiry)
@@ -73,14 +77,37 @@ class FramesRead:
         self.urgency.end()
 
 
+def may_ask(frame: str) -> bool:
+    """Whether a frame may hold a question or a command (not chatter, nor a hello)."""
+    try:
+        message = json.loads(frame)
+    except ValueError:
+        return False
+    req = SocketModeRequest.from_dict(message) if isinstance(message, dict) else None
+    return req is not None and not is_chatter(req) and not from_a_bot(req)
+
+
 def is_chatter(req: SocketModeRequest) -> bool:
     """A top-level message in a channel: never a question (one that mentions the bot comes
     again as `app_mention`; replies in threads and DMs are questions). In a busy channel
     these are most envelopes, so they are acknowledged without running the app."""
-    if req.type != "events_api":
-        return False
-    event = (req.payload or {}).get("event") or {}
-    if event.get("type") != "message" or event.get("channel_type") not in ("channel", "group"):
+    event = message_event(req)
+    if event is None or event.get("channel_type") not in ("channel", "group"):
         return False
     thread_ts = event.get("thread_ts")
     return not thread_ts or thread_ts == event.get("ts")
+
+
+def from_a_bot(req: SocketModeRequest) -> bool:
+    """A bot's message: never a question. This bot's own answers come back as such events,
+    one or two an answer. (They still pass through Bolt, whose first request of each app
+    asks `auth.test`.)"""
+    event = message_event(req)
+    return event is not None and bool(event.get("bot_id"))
+
+
+def message_event(req: SocketModeRequest) -> dict[str, Any] | None:
+    if req.type != "events_api":
+        return None
+    event: dict[str, Any] = (req.payload or {}).get("event") or {}
+    return event if event.get("type") == "message" else None

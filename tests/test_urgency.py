@@ -5,6 +5,8 @@ Mode frames counted as urgent from when they are read."""
 from __future__ import annotations
 
 import asyncio
+import json
+from typing import Any
 
 import pytest
 from aiohttp import WSMessage, WSMsgType
@@ -54,13 +56,16 @@ async def test_readers_wait_again_when_urgent_work_is_handed_over_in_one_step() 
     await asyncio.wait_for(waiting, 5)
 
 
-async def test_urgent_work_that_takes_long_slows_readers_for_max_wait_only() -> None:
+async def test_urgent_work_holds_readers_within_a_budget_earned_back_over_time() -> None:
     urgency = Urgency(max_wait=0.05)
     with urgency:
         await asyncio.wait_for(urgency.turn(), 5)  # let go while still under way
         assert urgency.under_way == 1
         assert runs_through(urgency.turn())  # and no second wait for the same work
-    with urgency:  # new urgent work: readers step aside again
+    with urgency:  # more right after: the budget is spent, no wait
+        assert runs_through(urgency.turn())
+    await asyncio.sleep(urgency.max_wait / urgency.share * 1.5)  # earned back meanwhile
+    with urgency:  # readers step aside again
         assert not runs_through(urgency.turn())
 
 
@@ -111,12 +116,23 @@ async def test_a_stream_goes_on_under_urgent_work_that_never_ends(
     assert "".join(target.deltas) == answer.text and answer.text.startswith("An answer")
 
 
+def frame(body: dict[str, Any]) -> WSMessage:
+    return WSMessage(WSMsgType.TEXT, json.dumps(body), None)
+
+
+def message_event(**event: str) -> WSMessage:
+    payload = {"event": {"type": "message", "text": "hi", "ts": "2.0", **event}}
+    return frame({"type": "events_api", "envelope_id": "e2", "payload": payload})
+
+
+COMMAND = frame({"type": "slash_commands", "envelope_id": "e1", "payload": {"text": "ask hi"}})
+
+
 async def test_a_frame_is_urgent_from_when_it_is_read_until_it_is_handled() -> None:
     urgency = Urgency(max_wait=0.05)
     frames = FramesRead(urgency)
-    frame = WSMessage(WSMsgType.TEXT, '{"type": "slash_commands"}', None)
-    await frames.read(frame)
-    await frames.read(frame)
+    await frames.read(COMMAND)
+    await frames.read(message_event(channel_type="channel", thread_ts="1.0"))  # a reply
     assert urgency.under_way == 2
     frames.handled()
     assert urgency.under_way == 1
@@ -125,10 +141,21 @@ async def test_a_frame_is_urgent_from_when_it_is_read_until_it_is_handled() -> N
     assert urgency.under_way == 0
 
 
+async def test_chatter_and_hellos_are_not_urgent() -> None:
+    urgency = Urgency(max_wait=0.05)
+    frames = FramesRead(urgency)
+    await frames.read(message_event(channel_type="channel"))  # top-level chatter
+    await frames.read(message_event(channel_type="channel", thread_ts="1.0", bot_id="B1"))
+    await frames.read(message_event(channel_type="im", bot_id="B1"))  # an answer in a DM
+    await frames.read(frame({"type": "hello", "num_connections": 1}))
+    await frames.read(WSMessage(WSMsgType.TEXT, "not JSON", None))
+    assert urgency.under_way == 0 and not frames.expiries
+
+
 async def test_a_frame_never_handled_stops_being_urgent_after_max_wait() -> None:
     urgency = Urgency(max_wait=0.05)
     frames = FramesRead(urgency)
-    await frames.read(WSMessage(WSMsgType.TEXT, '{"type": "hello"}', None))
+    await frames.read(COMMAND)
     assert urgency.under_way == 1
     await asyncio.sleep(urgency.max_wait * 2)  # a timer due after the frame's expiry
     assert urgency.under_way == 0 and not frames.expiries
