@@ -51,10 +51,10 @@ class TutorSocketHandler(AsyncSocketModeHandler):
 
 
 class FramesRead:
-    """A frame read is urgent until it is handled: slack_sdk passes each through a queue and
-    a task of its own first, and each of those steps waits a turn of the event loop, long
-    while answers stream. A frame that `handle` never sees (hello, disconnect) stops counting
-    after the urgency's `max_wait`."""
+    """A frame that may ask is urgent from when it is read until it is handled: slack_sdk
+    passes each through a queue and a task of its own first, and each of those steps waits a
+    turn of the event loop, long while answers stream. One that `handle` never sees (its
+    connection closed first) stops counting after the urgency's `max_wait`."""
 
     def __init__(self, urgency: Urgency) -> None:
         self.urgency = urgency
