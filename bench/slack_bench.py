@@ -289,14 +289,9 @@ def burst_then_late(run: Fresh, count: int, latency: float) -> tuple[Asked, Aske
     late_channels = new_channels(run.slack, late_asks(count), "C0LATE")
     started, envelopes = send_each(run.slack, channels, ask)
     time.sleep(latency + 0.3)  # the first tokens arrive about now
-    late_started: dict[str, float] = {}
-    late_envelopes = []
-    for channel in late_channels:
-        late_started[channel] = time.monotonic()
-        late_envelopes.append(ask(run.slack, channel))
-        time.sleep(1 / len(late_channels))
+    late = send_each(run.slack, late_channels, ask, every=1 / len(late_channels))
     run.wait_answered(channels + late_channels)
-    late = (late_started, late_envelopes)
+    late_started, late_envelopes = late
     return ({**started, **late_started}, envelopes + late_envelopes), late
 
 
@@ -313,13 +308,15 @@ def new_channels(slack: FakeSlack, count: int, prefix: str) -> list[str]:
     return channels
 
 
-def send_each(slack: FakeSlack, channels: list[str], send: Send) -> Asked:
-    """One question into each channel, at once."""
+def send_each(slack: FakeSlack, channels: list[str], send: Send, every: float = 0.0) -> Asked:
+    """One question into each channel: at once, or `every` seconds apart."""
     started: dict[str, float] = {}
     envelopes = []
     for channel in channels:
         started[channel] = time.monotonic()
         envelopes.append(send(slack, channel))
+        if every:
+            time.sleep(every)
     return started, envelopes
 
 

@@ -317,7 +317,7 @@ class Completer:
         async with request as response:  # HTTP errors are raised here, as the client words them
             answer = StreamedAnswer()
             async for data in stream_events(response):
-                if self.urgency.under_way:
+                if self.urgency.under_way:  # checked here: no coroutine for most events
                     await self.urgency.turn()
                 delta = answer.read(parsed(data, response), response)
                 if delta:

@@ -602,7 +602,8 @@ class Store(Ledger, Shelf):
 
     # the looper's side
     async def claimable(self) -> bool:
-        """Whether a thread waits to be claimed: one read, no lock."""
+        """Whether a thread waits to be claimed: one read, no lock. Most polls find none,
+        so the looper asks this before `claim_pending`, which writes."""
         unleased = UNLEASED.format(now=self.dialect.now)
         return bool(await self._fetch(f"SELECT 1 FROM threads WHERE {unleased} LIMIT 1"))
 
@@ -616,8 +617,6 @@ class Store(Ledger, Shelf):
 
         Threads leased to someone else are skipped until their lease expires.
         """
-        if not await self.claimable():
-            return []  # most polls find nothing: no write, no lock
         d = self.dialect
         unleased = UNLEASED.format(now=d.now)
         turns = (
