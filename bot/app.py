@@ -17,6 +17,7 @@ from slack_sdk.errors import SlackApiError
 
 from bot.access import Access
 from bot.admins import Admins
+from bot.authorize import OneWorkspace
 from bot.catchup import catch_up
 from bot.commands import ROUTES, TutorCommands
 from bot.events import EventHandlers
@@ -97,6 +98,16 @@ class AppTabs:
             self.messages.opened(event["channel"])
 
 
+def bolt_app(name: str, api: SlackApi) -> AsyncApp:
+    """A Bolt app processing each request before answering Slack (see `build_apps`), on a
+    client that learns the token from `OneWorkspace` (given one, Bolt warns that it is
+    unused) and shares the bot's connections."""
+    client = make_client(None, api.client.base_url, api.client.session)
+    return AsyncApp(
+        client=client, name=name, authorize=OneWorkspace(api), process_before_response=True
+    )
+
+
 def build_apps(
     tutor: Tutor,
     api: SlackApi,
@@ -115,7 +126,7 @@ def build_apps(
     events = EventHandlers(tutor, api, access, files)
     tabs = AppTabs(HomeTab(tutor, api, access.admins, quiet), MessagesTab(tutor, api, quiet))
     commands = TutorCommands(tutor, api, access.admins, access)
-    app = AsyncApp(client=api.client, name="tutor", process_before_response=True)
+    app = bolt_app("tutor", api)
     app.use(ParseCommand(ROUTES))
     app.use(AckFirst())
     app.command("/tutor")(commands.run)
@@ -124,7 +135,7 @@ def build_apps(
     app.action(FEEDBACK_ACTION)(feedback.on_click)
     app.view(COMMENT_VIEW)(feedback.on_comment)
     app.view(MATERIALS_VIEW)(commands.materials.on_submit)
-    events_app = AsyncApp(client=api.client, name="tutor-events", process_before_response=True)
+    events_app = bolt_app("tutor-events", api)
     events_app.event("message")(events.on_message)
     events_app.event("app_mention")(events.on_mention)
     events_app.event("app_home_opened")(tabs.on_opened)

@@ -128,7 +128,7 @@ class BotUser:
 
     @classmethod
     async def of(cls, api: SlackApi) -> BotUser:
-        answer = await api.call("auth.test")
+        answer = await api.identity()
         return cls(str(answer["user_id"]), str(answer["team_id"]))
 
     def is_mentioned(self, message: dict[str, Any]) -> bool:

@@ -27,12 +27,12 @@ RATE_LIMITED = Counter(
 
 
 def make_client(
-    token: str, base_url: str, session: aiohttp.ClientSession | None = None
+    token: str | None, base_url: str, session: aiohttp.ClientSession | None = None
 ) -> AsyncWebClient:
     """A WebClient on `SLACK_API_URL` (slack_sdk has no environment variable for it).
 
     Pass a long-lived `session`: without one slack_sdk opens a new session and connection
-    for every call.
+    for every call. Without a `token`, each call names its own.
     """
     client = AsyncWebClient(token=token, base_url=base_url, timeout=30, session=session)
     client.retry_handlers = [AsyncConnectionErrorRetryHandler(max_retry_count=2)]
@@ -51,13 +51,19 @@ class SlackApi:
     def __init__(self, client: AsyncWebClient, pacer: Pacer | None = None) -> None:
         self.client = client
         self.pacer = pacer or Pacer()
-        self._bot_user: str | None = None
+        self._identity: asyncio.Future[AsyncSlackResponse] | None = None
+
+    async def identity(self) -> AsyncSlackResponse:
+        """Who the bot is (`auth.test`): asked once, however many wait for it at first, and
+        asked again only after a failure."""
+        asked = self._identity
+        if asked is None or (asked.done() and (asked.cancelled() or asked.exception())):
+            asked = self._identity = asyncio.ensure_future(self.call("auth.test"))
+        return await asyncio.shield(asked)  # a waiter cancelled leaves it to the others
 
     async def bot_user(self) -> str:
-        """The bot's own user id (`auth.test`, asked once)."""
-        if self._bot_user is None:
-            self._bot_user = str((await self.call("auth.test"))["user_id"])
-        return self._bot_user
+        """The bot's own user id."""
+        return str((await self.identity())["user_id"])
 
     async def call(self, method: str, prepaid: bool = False, **args: Any) -> AsyncSlackResponse:
         """Call `method`, waiting for its budget (unless `prepaid` by `call_if_budget`'s `also`)."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Callable
 from types import TracebackType
 
 MAX_WAIT = 0.25
@@ -28,19 +29,25 @@ class Urgency:
     answers and never stalls them.
     """
 
-    def __init__(self, max_wait: float = MAX_WAIT, share: float = SHARE) -> None:
+    def __init__(
+        self,
+        max_wait: float = MAX_WAIT,
+        share: float = SHARE,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.max_wait = max_wait
         self.share = share
+        self.clock = clock
         self.under_way = 0
         self._budget = max_wait  # how long readers may be held, as of `_at`
-        self._at = time.monotonic()
+        self._at = clock()
         self._until = 0.0  # readers are held until then at most, while work is under way
         self._none = asyncio.Event()
         self._none.set()
 
     def begin(self) -> None:
         if not self.under_way:
-            now = time.monotonic()
+            now = self.clock()
             earned = (now - self._at) * self.share
             self._budget = min(self.max_wait, self._budget + earned)
             self._until, self._at = now + self._budget, now
@@ -50,7 +57,7 @@ class Urgency:
     def end(self) -> None:
         self.under_way -= 1
         if not self.under_way:
-            now = time.monotonic()
+            now = self.clock()
             self._budget, self._at = max(0.0, self._until - now), now
             self._none.set()
 
@@ -70,7 +77,7 @@ class Urgency:
         """At once when no urgent work is under way, or the budget is spent; else once none
         is, or it is spent."""
         while self.under_way:  # again when new urgent work began as the last ended
-            left = self._until - time.monotonic()
+            left = self._until - self.clock()
             if left <= 0:
                 return
             with contextlib.suppress(TimeoutError):

@@ -191,6 +191,24 @@ def test_redelivered_event_is_asked_once(
     assert [user_turns(r.body).count("twice delivered") for r in fake_openai.requests] == [0, 1, 1]
 
 
+def test_a_fresh_bot_whose_first_events_come_at_once_asks_auth_test_once(
+    bot: Bot, fake_slack: FakeSlack
+) -> None:
+    """Bolt's own single-workspace authorization asked once for each of them."""
+    bot.start()
+    at_start = len(fake_slack.calls_of("auth.test"))  # the token check
+    mentions = [
+        (channel, fake_slack.user_says(STUDENT, channel, f"<@{BOT_USER}> hi", deliver=False))
+        for channel in (f"C0FIRST{index:03d}" for index in range(30))
+    ]
+    for channel, ts in mentions:
+        [message] = [m for m in fake_slack.messages(channel) if m["ts"] == ts]
+        fake_slack.deliver_message_events(channel, message)
+    for channel, ts in mentions:
+        wait_answers(fake_slack, channel, ts, 1)
+    assert len(fake_slack.calls_of("auth.test")) - at_start == 1
+
+
 def test_mentions_and_dms_start_conversations(bot: Bot, fake_slack: FakeSlack) -> None:
     bot.start()
     mention = fake_slack.user_says(STUDENT, CLASS, f"<@{BOT_USER}> what is a photon?")

@@ -10,8 +10,12 @@ from typing import Any
 
 import pytest
 from aiohttp import WSMessage, WSMsgType
+from slack_bolt.app.async_app import AsyncApp
+from slack_bolt.response import BoltResponse
+from slack_sdk.socket_mode.request import SocketModeRequest
+from slack_sdk.socket_mode.response import SocketModeResponse
 
-from bot.socket import FramesRead
+from bot.socket import FramesRead, TutorSocketHandler
 from fakes.openai_server import FakeOpenAI
 from looper.urgency import Urgency
 from tests.test_completion import CHAT, Recorder, completer
@@ -56,17 +60,30 @@ async def test_readers_wait_again_when_urgent_work_is_handed_over_in_one_step() 
     await asyncio.wait_for(waiting, 5)
 
 
+class Clock:
+    """A monotonic clock that moves only when told."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
 async def test_urgent_work_holds_readers_within_a_budget_earned_back_over_time() -> None:
-    urgency = Urgency(max_wait=0.05)
+    clock = Clock()
+    urgency = Urgency(max_wait=0.05, clock=clock)
     with urgency:
-        await asyncio.wait_for(urgency.turn(), 5)  # let go while still under way
-        assert urgency.under_way == 1
-        assert runs_through(urgency.turn())  # and no second wait for the same work
+        assert not runs_through(urgency.turn())  # held, within the budget
+        clock.now += 0.05
+        assert runs_through(urgency.turn())  # let go while still under way
     with urgency:  # more right after: the budget is spent, no wait
         assert runs_through(urgency.turn())
-    await asyncio.sleep(urgency.max_wait / urgency.share * 1.5)  # earned back meanwhile
-    with urgency:  # readers step aside again
+    clock.now += urgency.max_wait / urgency.share / 2  # half of it earned back meanwhile
+    with urgency:
         assert not runs_through(urgency.turn())
+        clock.now += urgency.max_wait / 2
+        assert runs_through(urgency.turn())
 
 
 class Watched(Recorder):
@@ -161,3 +178,40 @@ async def test_a_frame_never_handled_stops_being_urgent_after_max_wait() -> None
     assert urgency.under_way == 0 and not frames.expiries
     frames.handled()
     assert urgency.under_way == 0
+
+
+def recording_app(dispatched: list[dict[str, Any]]) -> AsyncApp:
+    """A Bolt app that records each request it runs, before its authorization."""
+
+    async def record(body: dict[str, Any]) -> BoltResponse:
+        dispatched.append(body)
+        return BoltResponse(status=200, body="")
+
+    return AsyncApp(token="xoxb-unused", before_authorize=record)
+
+
+async def test_chatter_and_bot_messages_are_acknowledged_without_running_the_app() -> None:
+    dispatched: list[dict[str, Any]] = []
+    handler = TutorSocketHandler(
+        recording_app(dispatched), recording_app(dispatched), "xapp-unused", Urgency()
+    )
+    acked: list[str] = []
+
+    async def send(response: dict[str, Any] | SocketModeResponse) -> None:
+        assert isinstance(response, SocketModeResponse)
+        acked.append(response.envelope_id)
+
+    handler.client.send_socket_mode_response = send  # type: ignore[method-assign]
+    question = message_event(channel_type="channel", thread_ts="1.0", user="U1")
+    for envelope in (
+        message_event(channel_type="channel"),  # top-level chatter
+        message_event(channel_type="channel", thread_ts="1.0", bot_id="B1"),  # a root's echo
+        message_event(channel_type="im", bot_id="B1"),  # an answer in a DM
+        question,
+    ):
+        request = SocketModeRequest.from_dict(json.loads(envelope.data))
+        assert request is not None
+        await handler.handle(handler.client, request)
+    await handler.client.close()  # type: ignore[no-untyped-call]
+    assert acked == ["e2"] * 4
+    assert [body["event"] for body in dispatched] == [json.loads(question.data)["payload"]["event"]]
