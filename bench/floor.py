@@ -106,13 +106,13 @@ async def read_streams(base_url: str, answers: int) -> Floor:
     connector = aiohttp.TCPConnector(limit=0)
     async with aiohttp.ClientSession(connector=connector) as session:
         cpu, start = time.process_time(), time.perf_counter()
-        counts = await asyncio.gather(*(read_stream(session, base_url, n) for n in range(answers)))
+        read = await asyncio.gather(*(read_stream(session, base_url, n) for n in range(answers)))
         seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
-    return Floor(answers, seconds, sum(counts), cpu)
+    return Floor(answers, seconds, sum(events for events, _ in read), cpu)
 
 
-async def read_stream(session: aiohttp.ClientSession, base_url: str, index: int) -> int:
-    """One streamed answer, each event parsed and its text kept; returns the events read."""
+async def read_stream(session: aiohttp.ClientSession, base_url: str, index: int) -> tuple[int, str]:
+    """One streamed answer, each event parsed and its text kept: the events read, the text."""
     body = {
         "model": MODEL,
         "messages": [{"role": "user", "content": f"question {index}"}],
@@ -130,7 +130,7 @@ async def read_stream(session: aiohttp.ClientSession, base_url: str, index: int)
             events += 1
             for choice in chunk["choices"]:
                 text.append(choice["delta"].get("content") or "")
-    return events
+    return events, "".join(text)
 
 
 def process_cpu(pid: int) -> float:

@@ -148,13 +148,14 @@ class Run(Fresh):
 
 class FloorRun(Fresh):
     """A fresh fake Slack and the Slack floor (`bench.slack_floor`) in its own process, told
-    to stop after the first sign of `questions` questions (warm-up ones besides)."""
+    to stop after the first sign of `questions` questions (warm-up ones besides), reading
+    each answer from the fake model at `model_url`."""
 
     WARM_UPS = 3
 
-    def __init__(self, questions: int) -> None:
+    def __init__(self, questions: int, model_url: str) -> None:
         self.slack = fake_slack()
-        self.process = start_slack_floor(self.slack.base_url, self.WARM_UPS + questions)
+        self.process = start_slack_floor(self.slack.base_url, self.WARM_UPS + questions, model_url)
         self.asked = 0  # questions waited for so far: one "is thinking…" each
         try:
             self.slack.wait_connected()
@@ -336,11 +337,14 @@ def asks_while_answering(run: Run, count: int, latency: float) -> dict[str, Any]
     }
 
 
-def measure_slack_floor(questions: int, play: Callable[[Fresh], Asked]) -> dict[str, Any]:
+def measure_slack_floor(
+    model_url: str, questions: int, play: Callable[[Fresh], Asked]
+) -> dict[str, Any]:
     """The Slack floor's latencies for the same `questions` (`slack_floor_…`), as `play` asks
-    them and picks those to time; none when it failed."""
+    them and picks those to time, their answers streamed from `model_url`; none when it
+    failed."""
     try:
-        floor = FloorRun(questions)
+        floor = FloorRun(questions, model_url)
     except (RuntimeError, TimeoutError) as error:
         print(f"the Slack floor did not start: {error}", file=sys.stderr)
         return {}
@@ -350,7 +354,9 @@ def measure_slack_floor(questions: int, play: Callable[[Fresh], Asked]) -> dict[
     except (RuntimeError, TimeoutError, statistics.StatisticsError) as error:
         print(f"the Slack floor failed: {error}", file=sys.stderr)
     finally:
-        numbers["failed"] = floor.stop().get("failed")  # first signs Slack refused
+        done = floor.stop()
+        numbers["failed"] = done.get("failed")  # first signs Slack refused
+        numbers["reading"] = done.get("reading")  # answers it began to read
     return {f"slack_floor_{key}": value for key, value in numbers.items()}
 
 
@@ -517,7 +523,10 @@ def burst_scenarios(
             name,
             functools.partial(fan_out, count=answers, send=send),
             slack=functools.partial(
-                measure_slack_floor, answers, functools.partial(burst, count=answers, send=send)
+                measure_slack_floor,
+                model.base_url,
+                answers,
+                functools.partial(burst, count=answers, send=send),
             ),
         )
         for name, send in sends.items()
@@ -531,7 +540,10 @@ def burst_scenarios(
         functools.partial(asks_while_answering, count=answers, latency=latency),
         lambda floor: None,  # asked over time: no total floor
         slack=functools.partial(
-            measure_slack_floor, answers + late_asks(answers), lambda run: late(run)[1]
+            measure_slack_floor,
+            model.base_url,
+            answers + late_asks(answers),
+            lambda run: late(run)[1],
         ),
     )
     return scenarios

@@ -46,6 +46,7 @@ def test_slack_bench_runs_every_scenario_against_its_floor() -> None:
     at_once = results[:2] + results[3:5]
     assert all(r["floor_s"] > 0 and r["events"] > 0 for r in at_once)
     assert all(r["slack_floor_first_sign_p50_ms"] > 0 for r in results)  # the Slack floor ran
+    assert all(r["slack_floor_reading"] >= 3 for r in results)  # and read answers
     late = [results[2], results[5]]
     assert all(r["floor_s"] is None and r["ack_p99_ms"] > 0 for r in late)  # the late ask's
     assert "total/floor" in output and "CPU µs/event" in output and "first sign/floor" in output
