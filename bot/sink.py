@@ -13,6 +13,7 @@ and writes the new answer into them, so the thread never shows a second answer.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
@@ -37,7 +38,6 @@ class SlackSink:
         self.api = api
         self.elsewhere = elsewhere or ConsoleSink()
         self.roots = RootPoster(api)
-        self.status_at_root: set[str] = set()  # threads placed just now, "is thinking…" shown
 
     async def place(self, job: Job) -> Placed:
         request = ChannelRequest.of(job.thread)
@@ -50,28 +50,22 @@ class SlackSink:
             and job.thread.pending
             and await show_thinking(self.api, place.channel, place.thread_ts)
         ):
-            self.status_at_root.add(job.thread.id)  # the first sign of work, at once
+            return replace(placed, sign_shown=True)  # the first sign of work, at once
         return placed
 
     async def open(self, job: Job) -> Reply:
         place = SlackThread.of(job.thread)
         if place is None:
             return await self.elsewhere.open(job)
-        shown_at_root = job.thread.id in self.status_at_root
-        self.status_at_root.discard(job.thread.id)
         if job.resumed_ref:
             return await self._resume(job, place, job.resumed_ref)
-        return await StreamReply.start(self.api, job, place) or await self._show_working(
-            job, place, shown_at_root
-        )
+        return await StreamReply.start(self.api, job, place) or await self._show_working(job, place)
 
-    async def _show_working(
-        self, job: Job, place: SlackThread, shown_at_root: bool = False
-    ) -> SlackReply:
+    async def _show_working(self, job: Job, place: SlackThread) -> SlackReply:
         """The status under the thread, or where Slack refuses it, a placeholder reply."""
         question = job.question
         shown = status_shown(question) and utcnow() - question.created_at < STATUS_STILL_SHOWN
-        if shown or shown_at_root or await show_thinking(self.api, place.channel, place.thread_ts):
+        if shown or job.sign_shown or await show_thinking(self.api, place.channel, place.thread_ts):
             return StatusReply(self.api, job, place)
         placeholder = await self.api.call(
             "chat.postMessage",

@@ -316,7 +316,7 @@ class Looper:
         )
         if not stored.pending:
             await self.store.release(thread.id, self.owner)
-        return replace(job, thread=stored)
+        return replace(job, thread=stored, sign_shown=placed.sign_shown)
 
     async def _assistant(self, assistant_id: str) -> BaseAssistant:
         """An assistant read at most `assistant_seconds` ago: an edit (made through any

@@ -31,10 +31,12 @@ class PlaceRefused(Exception):
 
 @dataclass(frozen=True)
 class Placed:
-    """Where a sink placed a thread: its new metadata and external key."""
+    """Where a sink placed a thread: its new metadata and external key; `sign_shown` when
+    the sink showed a sign of work there as it placed it."""
 
     metadata: dict[str, str]
     external_key: str | None
+    sign_shown: bool = False
 
     @classmethod
     def where_it_is(cls, thread: ChatCompletionThread) -> Placed:
@@ -49,13 +51,15 @@ async def _keep_nothing(ref: str | None) -> None:
 @dataclass
 class Job:
     """One answer to write: the thread, its persona, its messages, up to user message `upto`;
-    `reserve` records a new `ref` for it (see `Reply.ref`)."""
+    `reserve` records a new `ref` for it (see `Reply.ref`); `sign_shown` when the sink
+    showed a sign of work as it placed the thread just now."""
 
     thread: ChatCompletionThread
     assistant: BaseAssistant
     messages: list[Message]
     upto: int
     reserve: Callable[[str | None], Awaitable[None]] = field(default=_keep_nothing)
+    sign_shown: bool = False
 
     @property
     def question(self) -> Message:
