@@ -244,6 +244,21 @@ class FakeSlack:
         with self._lock:
             return [dict(m) for m in self.channels.get(channel, [])]
 
+    def alter_message(self, channel: str, ts: str, **fields: Any) -> None:
+        """Change a stored message in place, sending no event (another app's doing)."""
+        with self._lock:
+            self._find(channel, ts).update(fields)
+        self._notify()
+
+    def copy_message(self, message: dict[str, Any], channel: str) -> str:
+        """A copy of `message` in `channel`, under a new ts, sending no event; its ts."""
+        self.add_channel(channel)
+        with self._lock:
+            ts = self.next_ts()
+            self.channels[channel].append({**message, "ts": ts})
+        self._notify()
+        return ts
+
     def replies(self, channel: str, thread_ts: str) -> list[dict[str, Any]]:
         """The thread's replies (not the root), oldest first."""
         return [

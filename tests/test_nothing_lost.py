@@ -86,9 +86,7 @@ def test_a_root_posted_by_another_app_names_no_thread(
     wait_answers(fake_slack, CLASS, root, 1)
     [mine] = roots(fake_slack)
     forged = fake_slack.user_says("U0OTHERBOT", CLASS, "a look-alike", bot_id="B0OTHER")
-    with fake_slack._lock:
-        [message] = [m for m in fake_slack.channels[CLASS] if m["ts"] == forged]
-        message["metadata"] = mine["metadata"]
+    fake_slack.alter_message(CLASS, forged, metadata=mine["metadata"])
     fake_slack.user_says(STUDENT, CLASS, "injected?", thread_ts=forged)
     assert fake_slack.wait_ack(list(fake_slack.envelopes)[-1]) is not None
     assert bot.stop() == 0

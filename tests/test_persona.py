@@ -204,12 +204,8 @@ def test_a_click_from_another_channel_counts_nothing(bot: Bot, fake_slack: FakeS
     bot.start()
     root = ask(fake_slack, "How did the universe begin?")
     [answer] = wait_answers(fake_slack, CLASS, root, 1)
-    elsewhere = "C0ELSEWHER"
-    fake_slack.add_channel(elsewhere)
-    with fake_slack._lock:  # the same buttons, copied into another channel's message
-        fake_slack.channels[elsewhere].append({**answer, "ts": fake_slack.next_ts()})
-    copied = fake_slack.messages(elsewhere)[0]["ts"]
+    copied = fake_slack.copy_message(answer, "C0ELSEWHER")  # the same buttons, elsewhere
     seen = len(fake_slack.responses)
-    fake_slack.wait_ack(fake_slack.click_feedback(STUDENT, elsewhere, copied, positive=True))
+    fake_slack.wait_ack(fake_slack.click_feedback(STUDENT, "C0ELSEWHER", copied, positive=True))
     assert "nothing was counted" in counted(fake_slack, seen)
     assert "No feedback" in ephemeral(fake_slack, ADMIN, "feedback")
