@@ -5,15 +5,25 @@ from __future__ import annotations
 from slack_bolt.authorization import AuthorizeResult
 from slack_bolt.authorization.async_authorize import AsyncAuthorize
 from slack_bolt.context.async_context import AsyncBoltContext
+from slack_sdk.errors import SlackApiError
 
-from bot.web import SlackApi
+from bot.web import SlackApi, is_transient, slack_error
+
+
+class IdentityUnknown(Exception):
+    """Slack did not say who the bot is: busy or failing, even after retries."""
 
 
 class OneWorkspace(AsyncAuthorize):
     """Authorizes every request with the bot token, from the bot's `auth.test` asked once
     (`SlackApi.identity`). Bolt's own single-workspace authorization asks `auth.test` for
     each request that arrives before its first answer: a fresh bot whose first 30 events
-    came at once made 30 calls, and a refused call fails its request."""
+    came at once made 30 calls, and a refused call fails its request.
+
+    When Slack is busy or failing, Bolt's own answer would acknowledge the request with a
+    line asking to reinstall the app, and an event so acknowledged is never sent again. This
+    fails the request instead (Bolt answers 500), so it is not acknowledged and Slack sends
+    it again. A token Slack refuses still gets Bolt's line."""
 
     def __init__(self, api: SlackApi) -> None:
         self.api = api
@@ -31,8 +41,13 @@ class OneWorkspace(AsyncAuthorize):
         actor_user_id: str | None = None,
     ) -> AuthorizeResult:
         if self._result is None:
+            try:
+                identity = await self.api.identity()
+            except SlackApiError as exc:
+                if is_transient(exc):
+                    raise IdentityUnknown(slack_error(exc)) from exc
+                raise
             self._result = AuthorizeResult.from_auth_test_response(
-                bot_token=self.api.client.token,
-                auth_test_response=await self.api.identity(),
+                bot_token=self.api.client.token, auth_test_response=identity
             )
         return self._result

@@ -74,9 +74,9 @@ class SlackApi:
             try:
                 return await self._send(method, args)
             except SlackApiError as exc:
-                status = exc.response.status_code
-                if attempt == ATTEMPTS or not (status == 429 or status >= 500):
+                if attempt == ATTEMPTS or not is_transient(exc):
                     raise
+                status = exc.response.status_code
                 if status == 429:  # the pacer now waits Retry-After before the next try
                     log.warning(
                         "Slack rate-limited %s (Retry-After %s)", method, self._delay(exc, 1)
@@ -161,6 +161,12 @@ class SlackApi:
             return float(retry_after) if retry_after else 0.5 * 2.0 ** (attempt - 1)
         except ValueError:
             return 0.5 * 2.0 ** (attempt - 1)
+
+
+def is_transient(exc: SlackApiError) -> bool:
+    """Slack was busy (429) or failing (5xx): the same call may work later."""
+    status: int = exc.response.status_code
+    return status == 429 or status >= 500
 
 
 def slack_error(exc: SlackApiError) -> str:
