@@ -18,7 +18,7 @@ class OneWorkspace(AsyncAuthorize):
     """Authorizes every request with the bot token, from the bot's `auth.test` asked once
     (`SlackApi.identity`). Bolt's own single-workspace authorization asks `auth.test` for
     each request that arrives before its first answer: a fresh bot whose first 30 events
-    came at once made 30 calls, and a refused call fails its request.
+    came at once made 30 calls.
 
     When Slack is busy or failing, Bolt's own answer would acknowledge the request with a
     line asking to reinstall the app, and an event so acknowledged is never sent again. This
