@@ -198,8 +198,10 @@ async def test_quota_exhausted_is_not_retried(fake_openai: FakeOpenAI) -> None:
 
 async def test_unreachable_server_fails_after_retries() -> None:
     client = make_client(API_KEY, "http://127.0.0.1:9/v1", 2)
+    made = Completer(client, attempts=2, base_delay=0.01)
+    OPEN_COMPLETERS.append(made)
     with pytest.raises(CompletionFailed, match="connection lost"):
-        await Completer(client, attempts=2, base_delay=0.01).complete("m", CHAT, Recorder())
+        await made.complete("m", CHAT, Recorder())
 
 
 @pytest.mark.parametrize(

@@ -16,7 +16,7 @@ from fakes.openai_server import API_KEY, FakeOpenAI, LocalModel
 from looper.completion import Completer, make_client
 from looper.context import Chat
 from looper.windows import ContextWindows, Refusal
-from tests.harness import Cli, Lines
+from tests.harness import OPEN_COMPLETERS, Cli, Lines
 
 ANSWER_CHARS = 1500  # about 500 tokens: a tutor's answer, half the window
 
@@ -29,6 +29,9 @@ def local_fake(local: LocalModel) -> FakeOpenAI:
     return FakeOpenAI(local_model=local, answer=long_answer(ANSWER_CHARS)).start()
 
 
+pytestmark = pytest.mark.usefixtures("close_completers")
+
+
 @pytest.fixture
 def llama() -> Iterator[FakeOpenAI]:
     fake = local_fake(LocalModel(1024))
@@ -37,7 +40,9 @@ def llama() -> Iterator[FakeOpenAI]:
 
 
 def completer(fake: FakeOpenAI, windows: ContextWindows | None = None) -> Completer:
-    return Completer(make_client(API_KEY, fake.base_url, 10), base_delay=0.01, windows=windows)
+    made = Completer(make_client(API_KEY, fake.base_url, 10), base_delay=0.01, windows=windows)
+    OPEN_COMPLETERS.append(made)  # closed by `close_completers`
+    return made
 
 
 def long_thread() -> Chat:
