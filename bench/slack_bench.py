@@ -11,8 +11,9 @@ channel; ANSWERS asks at once and, while their answers stream, ANSWERS/20 more o
 within 5 s in one channel (0: skipped). After each, the floor: a raw reader of the same number
 of streams from the same fake model, doing nothing else (`bench.floor`). After the bursts, the
 Slack floor too: the least a bot could do for the same questions (acknowledge, then "is
-thinking…"; `bench.slack_floor`) in a fresh process against a fresh fake Slack; its ack and
-first-sign latencies are the fake Slack's and this machine's share of tutor's. Prints a table
+thinking…", then read the answer from the same fake model and post it; `bench.slack_floor`)
+in a fresh process against a fresh fake Slack; its ack and first-sign latencies are the fake
+Slack's and this machine's share of tutor's. Prints a table
 (and each row as JSON); asserts nothing.
 """
 

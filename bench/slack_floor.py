@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import signal
 import subprocess
@@ -34,6 +35,7 @@ from fakes.slack_server import APP_TOKEN, BOT_TOKEN
 from looper.cli import run_on_fastest_loop
 
 CALL_TIMEOUT = aiohttp.ClientTimeout(total=30)
+CLOSE_TIMEOUT = aiohttp.ClientWSTimeout(ws_close=5)
 Thread = tuple[str, str]  # channel, thread ts
 
 
@@ -46,11 +48,9 @@ class Model:
     base_url: str
 
 
-CLOSE_TIMEOUT = aiohttp.ClientWSTimeout(ws_close=5)
-
-
 class SlackFloor:
-    """One app connection: acknowledges every envelope at once, then its first sign of work."""
+    """One app connection: acknowledges every envelope at once, then shows its first sign of
+    work and, with a model, posts its answer."""
 
     def __init__(
         self,
@@ -138,12 +138,15 @@ class SlackFloor:
             await self.answer(thread, self.model)
 
     async def answer(self, thread: Thread, model: Model) -> None:
-        _, text = await read_stream(model.session, model.base_url, self.reading)
-        channel, thread_ts = thread
-        await self.call("chat.postMessage", channel=channel, thread_ts=thread_ts, text=text)
+        """The answer read from the model, then posted in the thread: load, so a failure
+        (the model or Slack gone as the benchmark stops) only ends it."""
+        with contextlib.suppress(aiohttp.ClientError, TimeoutError):
+            _, text = await read_stream(model.session, model.base_url, self.reading)
+            channel, thread_ts = thread
+            await self.call("chat.postMessage", channel=channel, thread_ts=thread_ts, text=text)
 
     async def close(self) -> None:
-        """Cancel first signs still under way."""
+        """Cancel first signs and answers still under way."""
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

@@ -121,7 +121,8 @@ class ThreadReplies:
 
 @dataclass(frozen=True)
 class BotUser:
-    """Who the bot is in the workspace, from `auth.test` (as Bolt learns it)."""
+    """Who the bot is in the workspace (`SlackApi.identity`, which Bolt's authorization
+    uses too)."""
 
     user_id: str
     team_id: str
