@@ -17,7 +17,7 @@ from slack_sdk.errors import SlackApiError
 
 from bot.access import Access
 from bot.admins import Admins
-from bot.authorize import OneWorkspace
+from bot.authorize import OneWorkspace, on_error
 from bot.catchup import catch_up
 from bot.commands import ROUTES, TutorCommands
 from bot.events import EventHandlers
@@ -101,11 +101,13 @@ class AppTabs:
 def bolt_app(name: str, api: SlackApi) -> AsyncApp:
     """A Bolt app processing each request before answering Slack (see `build_apps`), on a
     client that learns the token from `OneWorkspace` (given one, Bolt warns that it is
-    unused) and shares the bot's connections."""
+    unused) and shares the bot's connections; its errors go to `on_error`."""
     client = make_client(None, api.client.base_url, api.client.session)
-    return AsyncApp(
+    app = AsyncApp(
         client=client, name=name, authorize=OneWorkspace(api), process_before_response=True
     )
+    app.error(on_error)
+    return app
 
 
 def build_apps(

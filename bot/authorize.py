@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from logging import Logger
+from typing import Any
+
 from slack_bolt.authorization import AuthorizeResult
 from slack_bolt.authorization.async_authorize import AsyncAuthorize
 from slack_bolt.context.async_context import AsyncBoltContext
+from slack_bolt.response import BoltResponse
 from slack_sdk.errors import SlackApiError
 
 from bot.web import SlackApi, is_transient, slack_error
@@ -23,7 +27,8 @@ class OneWorkspace(AsyncAuthorize):
     When Slack is busy or failing, Bolt's own answer would acknowledge the request with a
     line asking to reinstall the app, and an event so acknowledged is never sent again. This
     fails the request instead (Bolt answers 500), so it is not acknowledged and Slack sends
-    it again. A token Slack refuses still gets Bolt's line."""
+    it again; a slash command, which Slack never sends again, is told so (`on_error`). A
+    token Slack refuses still gets Bolt's line."""
 
     def __init__(self, api: SlackApi) -> None:
         self.api = api
@@ -51,3 +56,22 @@ class OneWorkspace(AsyncAuthorize):
                 bot_token=self.api.client.token, auth_test_response=identity
             )
         return self._result
+
+
+SLACK_BUSY = (
+    "Slack did not answer tutor just now ({why}), so nothing was asked: try again in a minute."
+)
+
+
+async def on_error(error: Exception, body: dict[str, Any], logger: Logger) -> BoltResponse | None:
+    """Bolt's error handler. A slash command that met `IdentityUnknown` is acknowledged with
+    a line saying so: Slack never sends a command again, and without an ack it shows the
+    person only that the command failed. Anything else stays unacknowledged (events come
+    again; a click or a form shows Slack's own error) and is logged as Bolt would."""
+    if not isinstance(error, IdentityUnknown):
+        logger.exception("Failed to handle a request (error: %s)", error)
+        return None
+    logger.warning("Slack did not say who the bot is (%s)", error)
+    if body.get("command"):
+        return BoltResponse(status=200, body={"text": SLACK_BUSY.format(why=error)})
+    return None

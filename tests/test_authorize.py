@@ -3,6 +3,7 @@ who the bot is."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from slack_bolt.adapter.socket_mode.async_internals import run_async_bolt_app
@@ -40,6 +41,24 @@ def mention(ts: str) -> SocketModeRequest:
     return request
 
 
+def command(text: str) -> SocketModeRequest:
+    payload = {
+        "command": "/tutor",
+        "text": text,
+        "user_id": STUDENT,
+        "channel_id": CLASS,
+        "team_id": TEAM,
+        "api_app_id": APP_ID,
+        "response_url": "https://hooks.slack.com/commands/1",
+        "trigger_id": "t1",
+    }
+    request = SocketModeRequest.from_dict(
+        {"type": "slash_commands", "envelope_id": "c1", "payload": payload}
+    )
+    assert request is not None
+    return request
+
+
 async def test_an_event_is_left_unacknowledged_while_slack_is_busy(fake_slack: FakeSlack) -> None:
     """Bolt's own answer would acknowledge it, asking to reinstall the app: the event lost."""
     api = SlackApi(make_client(BOT_TOKEN, fake_slack.base_url))
@@ -56,3 +75,25 @@ async def test_an_event_is_left_unacknowledged_while_slack_is_busy(fake_slack: F
     assert refused.status == 500 and heard == []  # not acknowledged: Slack sends it again
     again = await run_async_bolt_app(app, mention("1.0"))
     assert again.status == 200 and [e["ts"] for e in heard] == ["1.0"]
+
+
+async def test_a_command_is_told_that_slack_is_busy(fake_slack: FakeSlack) -> None:
+    """Slack never sends a command again: unacknowledged, the person would only read that it
+    failed; acknowledged with Bolt's answer, that the app needs reinstalling."""
+    api = SlackApi(make_client(BOT_TOKEN, fake_slack.base_url))
+    app = bolt_app("tutor", api)
+    heard: list[str] = []
+
+    async def on_command(ack: Any, body: dict[str, Any]) -> None:
+        heard.append(body["text"])
+        await ack()
+
+    app.command("/tutor")(on_command)
+    for _ in range(ATTEMPTS):
+        fake_slack.fail_next("auth.test", 429, retry_after=1)
+    refused = await run_async_bolt_app(app, command("ask hi"))
+    told = json.loads(refused.body)["text"]
+    assert refused.status == 200 and heard == []
+    assert told.startswith("Slack did not answer tutor just now (ratelimited)"), told
+    again = await run_async_bolt_app(app, command("ask hi"))
+    assert again.status == 200 and heard == ["ask hi"]
