@@ -34,6 +34,7 @@ from aiohttp import web
 
 API_KEY = "sk-test-fake"
 MAX_REQUEST_BYTES = 64 * 1024 * 1024  # room for images as data URLs (aiohttp's default: 1 MB)
+CLIENT_CLOSED = 499  # nginx's status for a reader that left before the answer
 
 
 @dataclass
@@ -249,7 +250,10 @@ class FakeOpenAI:
         host, port = request.transport.get_extra_info("peername") if request.transport else ("", 0)
         recorded = Recorded(body=body, headers=dict(request.headers), peer=f"{host}:{port}")
         self._record(recorded)
-        response = await self._respond(request, body, self._next_fault(), recorded)
+        try:
+            response = await self._respond(request, body, self._next_fault(), recorded)
+        except ConnectionResetError:  # the reader went away; aiohttp ends the rest quietly
+            response = web.Response(status=recorded.status or CLIENT_CLOSED)
         self._complete(recorded, response.status)
         return response
 
