@@ -87,6 +87,28 @@ def load_specs(folder: Path = SPECS) -> dict[str, dict[str, Any]]:
     return specs
 
 
+def event_payload(event: dict[str, Any]) -> dict[str, Any]:
+    """What Slack sends for an event, as `FakeSlack.send_event` sends it."""
+    return {
+        "token": "verification-token",
+        "team_id": TEAM,
+        "api_app_id": APP_ID,
+        "event": event,
+        "type": "event_callback",
+        "event_id": f"Ev{uuid.uuid4().hex[:10].upper()}",
+        "event_time": int(time.time()),
+        "authorizations": [
+            {
+                "team_id": TEAM,
+                "user_id": BOT_USER,
+                "is_bot": True,
+                "is_enterprise_install": False,
+            }
+        ],
+        "is_ext_shared_channel": False,
+    }
+
+
 class SlackError(Exception):
     def __init__(self, error: str, **extra: Any) -> None:
         super().__init__(error)
@@ -302,8 +324,15 @@ class FakeSlack:
     def slash(self, user: str, channel: str, text: str, command: str = "/tutor") -> str:
         """A user runs a slash command; returns the envelope id."""
         self.add_channel(channel)
+        payload = self.command_payload(user, channel, text, command)
+        return self.send_envelope("slash_commands", payload, accepts_response_payload=True)
+
+    def command_payload(
+        self, user: str, channel: str, text: str, command: str = "/tutor"
+    ) -> dict[str, Any]:
+        """What Slack sends for a slash command, as `slash` sends it."""
         token = uuid.uuid4().hex
-        payload = {
+        return {
             "token": "verification-token",
             "team_id": TEAM,
             "team_domain": "fake",
@@ -318,7 +347,6 @@ class FakeSlack:
             "response_url": f"{self.root_url}/response/{token}",
             "trigger_id": f"trigger.{token}",
         }
-        return self.send_envelope("slash_commands", payload, accepts_response_payload=True)
 
     def user_says(
         self,
@@ -601,24 +629,7 @@ class FakeSlack:
         return self.send_envelope("interactive", payload, accepts_response_payload=True)
 
     def send_event(self, event: dict[str, Any]) -> str:
-        payload = {
-            "token": "verification-token",
-            "team_id": TEAM,
-            "api_app_id": APP_ID,
-            "event": event,
-            "type": "event_callback",
-            "event_id": f"Ev{uuid.uuid4().hex[:10].upper()}",
-            "event_time": int(time.time()),
-            "authorizations": [
-                {
-                    "team_id": TEAM,
-                    "user_id": BOT_USER,
-                    "is_bot": True,
-                    "is_enterprise_install": False,
-                }
-            ],
-            "is_ext_shared_channel": False,
-        }
+        payload = event_payload(event)
         return self.send_envelope(
             "events_api", payload, retry_attempt=0, retry_reason="", accepts_response_payload=False
         )

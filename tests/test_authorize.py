@@ -1,5 +1,5 @@
-"""Bolt's authorization through `OneWorkspace`: what an event meets when Slack will not say
-who the bot is."""
+"""Bolt's authorization through `OneWorkspace`: what an event and a command meet when Slack
+will not say who the bot is."""
 
 from __future__ import annotations
 
@@ -11,10 +11,17 @@ from slack_sdk.socket_mode.request import SocketModeRequest
 
 from bot.app import bolt_app
 from bot.web import SlackApi, make_client
-from fakes.slack_server import APP_ID, BOT_TOKEN, BOT_USER, TEAM, FakeSlack
+from fakes.slack_server import BOT_TOKEN, BOT_USER, FakeSlack, event_payload
 from tests.slack_user import CLASS, STUDENT
 
 ATTEMPTS = 4  # bot.web's: a call refused this often raises
+
+
+def request(kind: str, payload: dict[str, Any]) -> SocketModeRequest:
+    """An envelope as the Socket Mode client hands it to the app."""
+    made = SocketModeRequest.from_dict({"type": kind, "envelope_id": "e1", "payload": payload})
+    assert made is not None
+    return made
 
 
 def mention(ts: str) -> SocketModeRequest:
@@ -26,37 +33,7 @@ def mention(ts: str) -> SocketModeRequest:
         "channel": CLASS,
         "event_ts": ts,
     }
-    payload = {
-        "type": "event_callback",
-        "team_id": TEAM,
-        "api_app_id": APP_ID,
-        "event": event,
-        "event_id": f"Ev{ts}",
-        "event_time": 1,
-    }
-    request = SocketModeRequest.from_dict(
-        {"type": "events_api", "envelope_id": f"e{ts}", "payload": payload}
-    )
-    assert request is not None
-    return request
-
-
-def command(text: str) -> SocketModeRequest:
-    payload = {
-        "command": "/tutor",
-        "text": text,
-        "user_id": STUDENT,
-        "channel_id": CLASS,
-        "team_id": TEAM,
-        "api_app_id": APP_ID,
-        "response_url": "https://hooks.slack.com/commands/1",
-        "trigger_id": "t1",
-    }
-    request = SocketModeRequest.from_dict(
-        {"type": "slash_commands", "envelope_id": "c1", "payload": payload}
-    )
-    assert request is not None
-    return request
+    return request("events_api", event_payload(event))
 
 
 async def test_an_event_is_left_unacknowledged_while_slack_is_busy(fake_slack: FakeSlack) -> None:
@@ -91,9 +68,10 @@ async def test_a_command_is_told_that_slack_is_busy(fake_slack: FakeSlack) -> No
     app.command("/tutor")(on_command)
     for _ in range(ATTEMPTS):
         fake_slack.fail_next("auth.test", 429, retry_after=1)
-    refused = await run_async_bolt_app(app, command("ask hi"))
+    command = request("slash_commands", fake_slack.command_payload(STUDENT, CLASS, "ask hi"))
+    refused = await run_async_bolt_app(app, command)
     told = json.loads(refused.body)["text"]
     assert refused.status == 200 and heard == []
     assert told.startswith("Slack did not answer tutor just now (ratelimited)"), told
-    again = await run_async_bolt_app(app, command("ask hi"))
+    again = await run_async_bolt_app(app, command)
     assert again.status == 200 and heard == ["ask hi"]
