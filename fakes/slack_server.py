@@ -654,6 +654,16 @@ class FakeSlack:
         )
         return envelope.ack_payload or {}
 
+    def wait_events_acked(self, timeout: float = 10.0) -> None:
+        """Until every event sent so far is acknowledged: by a bot that acknowledges an event
+        once it has handled it, every one handled."""
+        self.wait_until(
+            lambda: all(
+                e.acked_at is not None for e in self.envelopes.values() if e.type == "events_api"
+            ),
+            timeout,
+        )
+
     def wait_connected(self, count: int = 1, timeout: float = 15.0) -> None:
         self.wait_until(lambda: len(self._sockets) >= count, timeout)
 

@@ -36,17 +36,6 @@ def refusals(fake_slack: FakeSlack) -> list[dict[str, Any]]:
     return [c.args for c in fake_slack.calls_of("chat.postEphemeral")]
 
 
-def all_events_handled(fake_slack: FakeSlack) -> None:
-    """Events are acknowledged once handled: after this, no handler is still at work."""
-    fake_slack.wait_until(
-        lambda: all(
-            e.acked_at is not None
-            for e in list(fake_slack.envelopes.values())
-            if e.type == "events_api"
-        )
-    )
-
-
 def bot_posts(fake_slack: FakeSlack, channel: str) -> list[dict[str, Any]]:
     return [m for m in fake_slack.messages(channel) if m.get("bot_id")]
 
@@ -97,7 +86,7 @@ def test_refused_mentions_dms_and_replies_get_one_ephemeral_line(
     dm = fake_slack.user_says(STUDENT, DM, "a refused DM")
     fake_slack.user_says(OTHER_STUDENT, CLASS, "an allowed reply", thread_ts=root)
     wait_answers(fake_slack, CLASS, root, 2)
-    all_events_handled(fake_slack)
+    fake_slack.wait_events_acked()  # no handler still at work
 
     told = sorted(refusals(fake_slack), key=lambda r: r["thread_ts"])
     assert [(r["channel"], r["thread_ts"]) for r in told] == sorted(
@@ -147,7 +136,7 @@ def test_closed_answers_only_allowed_people_in_allowed_channels(
     wait_answers(fake_slack, CLASS, root, 1)
     wait_answers(fake_slack, OTHER, admins_root, 1)
     assert "Access is *closed*" in ephemeral(fake_slack, ADMIN, "access")
-    all_events_handled(fake_slack)
+    fake_slack.wait_events_acked()  # no handler still at work
     assert len(refusals(fake_slack)) == 1 and bot_posts(fake_slack, other_dm) == []
     asked = sorted(user_turns(r.body)[-1] for r in fake_openai.requests)
     assert asked == ["admins always may", "in class?", "in my DM?"]

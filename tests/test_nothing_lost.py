@@ -67,7 +67,7 @@ def test_a_reply_before_the_root_is_recorded_is_asked(
     slash_ask(fake_slack)
     [root] = fake_slack.wait_until(lambda: roots(fake_slack))
     fake_slack.user_says(STUDENT, CLASS, "and before that?", thread_ts=root["ts"])
-    assert fake_slack.wait_ack(list(fake_slack.envelopes)[-1]) is not None  # stored
+    fake_slack.wait_events_acked()  # the reply stored (its root's echo may come after it)
     bot.kill()
     bot.start()
     [answer] = wait_answers(fake_slack, CLASS, root["ts"], 1)
@@ -88,7 +88,7 @@ def test_a_root_posted_by_another_app_names_no_thread(
     forged = fake_slack.user_says("U0OTHERBOT", CLASS, "a look-alike", bot_id="B0OTHER")
     fake_slack.alter_message(CLASS, forged, metadata=mine["metadata"])
     fake_slack.user_says(STUDENT, CLASS, "injected?", thread_ts=forged)
-    assert fake_slack.wait_ack(list(fake_slack.envelopes)[-1]) is not None
+    fake_slack.wait_events_acked()
     assert bot.stop() == 0
     assert [user_turns(r.body) for r in fake_openai.requests] == [[QUESTION]]
     assert "injected?" not in bot.cli.ok("messages")
